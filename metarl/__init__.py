@@ -1,0 +1,9 @@
+"""metarl: meta-reinforcement learning on a current PyTorch / gymnasium / Meta-World stack.
+
+The package is organised along the data flow of a meta-RL run::
+
+    TaskFamily (metarl.envs) -> Sampler (metarl.sampling) -> Agent (metarl.agents)
+    -> Evaluator (metarl.evaluation); Run machinery in metarl.runs; CLI in metarl.cli.
+"""
+
+__version__ = "0.1.0"

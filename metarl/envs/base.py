@@ -1,0 +1,182 @@
+"""The task-distribution contract every family (built-in or plugged in) follows.
+
+A meta-RL run needs three things from a family: draw tasks reproducibly from a
+seeded generator, keep the tasks it trains on apart from the tasks it is judged
+on, and build (or re-target) a plain ``gymnasium.Env`` for one task. Tasks are
+small immutable values so that they can be pickled into worker processes and
+Ray actors without dragging an environment along.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+class EnvSpecError(ValueError):
+    """Bad user input about task families: unknown names, bad parameters, broken plug-ins.
+
+    Subclasses ``ValueError`` so generic callers can catch it, while the CLI can
+    turn it into a one-line message and exit status 2.
+    """
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """A ``did you mean`` hint, because most bad names on a CLI are typos."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise EnvSpecError(f"unknown split '{split}'; allowed: {', '.join(SPLITS)}{suggest(split, SPLITS)}")
+    return split
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a family: a picklable value, not an environment.
+
+    ``params`` holds what distinguishes the task (a goal, arm probabilities, a
+    seed for a random MDP, a Meta-World task blob). It should contain only
+    plain Python values so tasks compare, hash and print sensibly.
+    """
+
+    family: str
+    split: str
+    index: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.family, self.split, self.index, repr(sorted(self.params.items()))))
+
+    def short(self) -> str:
+        """A compact label for logs and error messages (Meta-World blobs elided)."""
+        shown = {k: v for k, v in self.params.items() if not isinstance(v, (bytes, bytearray))}
+        return f"{self.family}/{self.split}#{self.index}{shown}"
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Accept a seed or a Generator, so simple scripts can pass an int."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def split_stream(rng: np.random.Generator | int | None, split: str) -> np.random.Generator:
+    """A generator private to one split.
+
+    Continuous families draw train and test tasks from the same distribution;
+    giving each split its own stream makes the two sets distinct (disjoint with
+    probability one) even when the caller reuses one seed for both.
+    """
+    base = as_generator(rng)
+    return np.random.default_rng([int(base.integers(2**62)), SPLITS.index(check_split(split))])
+
+
+class TaskFamily(ABC):
+    """A distribution over tasks with a train and a test split.
+
+    Subclasses set ``name``, ``horizon`` and the two spaces, and implement
+    :meth:`sample` and :meth:`make_env`. Override :meth:`set_task` when an env
+    can be re-targeted in place (cheaper than rebuilding a MuJoCo model).
+    """
+
+    #: Name as typed on the CLI (including parameters, e.g. ``bandit?k=5&n=100``).
+    name: str = "unnamed"
+    #: Maximum steps per episode.
+    horizon: int = 1
+    #: Episodes per trial that context-based agents (RL²) default to.
+    trial_episodes: int = 1
+    #: One line for ``metarl envs``.
+    description: str = ""
+
+    @property
+    @abstractmethod
+    def observation_space(self) -> gym.Space: ...
+
+    @property
+    @abstractmethod
+    def action_space(self) -> gym.Space: ...
+
+    def split_size(self, split: str) -> int | None:
+        """Number of distinct tasks in a split; ``None`` for a continuous distribution."""
+        check_split(split)
+        return None
+
+    @abstractmethod
+    def sample(self, n: int, rng: np.random.Generator | int | None = None, split: str = "train") -> list[Task]:
+        """Draw ``n`` tasks of ``split``; the same generator state gives the same tasks."""
+
+    @abstractmethod
+    def make_env(self, task: Task) -> gym.Env:
+        """A fresh ``gymnasium.Env`` already set to ``task``."""
+
+    def set_task(self, env: gym.Env, task: Task) -> gym.Env:
+        """Point ``env`` at ``task``; returns the env to use (maybe a new one)."""
+        setter = getattr(env, "set_task", None)
+        if callable(setter):
+            setter(task)
+            return env
+        env.close()
+        return self.make_env(task)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``metarl envs`` prints: spaces, horizon and split sizes."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "observation_space": str(self.observation_space),
+            "action_space": str(self.action_space),
+            "horizon": self.horizon,
+            "trial_episodes": self.trial_episodes,
+            "train_tasks": self.split_size("train") or "continuous",
+            "test_tasks": self.split_size("test") or "continuous",
+        }
+
+    def _check_n(self, n: int) -> None:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise EnvSpecError(f"{self.name}: number of tasks n={n!r} is invalid; it must be an integer >= 1")
+
+    def _tasks(self, split: str, params: Sequence[Mapping[str, Any]]) -> list[Task]:
+        return [Task(self.name, split, i, dict(p)) for i, p in enumerate(params)]
+
+
+class TaskEnv(gym.Env):
+    """Base for metarl's own envs: remembers its task and can switch in place."""
+
+    task: Task
+
+    def set_task(self, task: Task) -> None:
+        self.task = task
+        self._apply_task(task)
+
+    def _apply_task(self, task: Task) -> None:  # pragma: no cover - trivial default
+        pass
+
+
+class TaskWrapper(gym.Wrapper):
+    """Base for re-targetable wrappers around an existing gymnasium env."""
+
+    task: Task
+
+    def set_task(self, task: Task) -> None:
+        self.task = task
+        self._apply_task(task)
+
+    def _apply_task(self, task: Task) -> None:  # pragma: no cover - trivial default
+        pass
+
+
+def require(cond: bool, family: str, message: str) -> None:
+    """Fail fast on a bad family parameter, naming the family."""
+    if not cond:
+        raise EnvSpecError(f"{family}: {message}")

@@ -1,0 +1,152 @@
+"""Meta-World v3 benchmarks (ML1, ML10, ML45) with their own train/test splits.
+
+We use the direct ``metaworld.ML1/ML10/ML45`` API: the gymnasium vector entry
+point for ML1 serves the *test* goals as train goals. Building a benchmark is
+slow (ML45 takes ~40 s), so each family builds it once, lazily, and the tasks it
+hands out carry Meta-World's own task blob: a worker rebuilds an env from the
+blob alone, without rebuilding the benchmark.
+
+Seeding: Meta-World ignores ``reset(seed=)``; goals are frozen by ``set_task``
+and the benchmark object is seeded, so the same seed gives the same tasks and
+the same first observations. Our env wrapper forwards ``reset(seed=)`` to
+Meta-World's ``seed()`` so its own generator is seeded too.
+
+Episodes are 500 steps; Meta-World raises if stepped past that, so the wrapper
+reports ``truncated`` at 500 as Meta-World does. ``info["success"]`` is 0/1 per
+step; an episode succeeds if any step does.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.envs.base import EnvSpecError, Task, TaskFamily, TaskWrapper, as_generator, check_split, suggest
+
+HORIZON = 500
+
+
+@functools.cache
+def task_names() -> tuple[str, ...]:
+    """The 50 v3 task names without the ``-v3`` suffix, as users type them."""
+    import metaworld
+
+    return tuple(n.removesuffix("-v3") for n in metaworld.ML1.ENV_NAMES)
+
+
+def _env_class(env_name: str) -> type:
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return ALL_V3_ENVIRONMENTS[env_name]
+
+
+def _mw_task(task: Task):
+    from metaworld.types import Task as MWTask
+
+    return MWTask(env_name=task.params["env_name"], data=task.params["data"])
+
+
+class MetaWorldEnv(TaskWrapper):
+    """A Meta-World env with metarl's task switching; rebuilt only across classes."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__(_env_class(task.params["env_name"])())
+        self.set_task(task)
+
+    def _apply_task(self, task: Task) -> None:
+        self.env.unwrapped.set_task(_mw_task(task))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.env.unwrapped.seed(seed)
+        return self.env.reset()
+
+
+class MetaWorldFamily(TaskFamily):
+    """``ml1-<task>``, ``ml10`` or ``ml45``; ``seed`` picks the benchmark's goal sets."""
+
+    horizon = HORIZON
+
+    def __init__(self, benchmark: str, task: str | None = None, seed: int = 0) -> None:
+        self.benchmark, self.task, self.seed = benchmark, task, int(seed)
+        if benchmark == "ml1":
+            if task is None or task.removesuffix("-v3") not in task_names():
+                raise EnvSpecError(
+                    f"unknown Meta-World task {task!r} for ml1{suggest(str(task), task_names())} "
+                    f"Allowed: {', '.join(task_names())}"
+                )
+            self.task = task.removesuffix("-v3")
+            self.name = f"ml1-{self.task}"
+            self.description = f"Meta-World ML1 {self.task}: 50 train goals, 50 test goals"
+        elif benchmark in ("ml10", "ml45"):
+            self.name = benchmark
+            held = 5
+            self.description = f"Meta-World {benchmark.upper()}: {int(benchmark[2:])} train classes, {held} held-out test classes"
+        else:
+            raise EnvSpecError(f"unknown Meta-World benchmark {benchmark!r}; allowed: ml1-<task>, ml10, ml45")
+        if self.seed != 0:
+            self.name += f"?seed={self.seed}"
+
+    @functools.cached_property
+    def _benchmark(self):
+        import metaworld
+
+        if self.benchmark == "ml1":
+            return metaworld.ML1(f"{self.task}-v3", seed=self.seed)
+        return (metaworld.ML10 if self.benchmark == "ml10" else metaworld.ML45)(seed=self.seed)
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return gym.spaces.Box(-np.inf, np.inf, (39,), np.float64)
+
+    @property
+    def action_space(self) -> gym.Space:
+        return gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    def split_size(self, split: str) -> int:
+        check_split(split)
+        classes = {"ml1": (1, 1), "ml10": (10, 5), "ml45": (45, 5)}[self.benchmark]
+        return 50 * classes[0 if split == "train" else 1]
+
+    def classes(self, split: str) -> list[str]:
+        """Task class names of a split (``-v3`` names, as Meta-World spells them)."""
+        check_split(split)
+        bm = self._benchmark
+        return list(bm.train_classes if split == "train" else bm.test_classes)
+
+    def all_tasks(self, split: str) -> list[Task]:
+        check_split(split)
+        bm = self._benchmark
+        tasks = bm.train_tasks if split == "train" else bm.test_tasks
+        return self._tasks(split, [{"env_name": t.env_name, "data": t.data} for t in tasks])
+
+    def sample(self, n, rng=None, split="train"):
+        """Class-balanced: classes are visited round-robin in a shuffled order,
+        goals within a class without replacement until exhausted."""
+        self._check_n(n)
+        g = as_generator(rng)
+        by_class: dict[str, list[Task]] = {}
+        for t in self.all_tasks(split):
+            by_class.setdefault(t.params["env_name"], []).append(t)
+        names = list(by_class)
+        order = [names[i] for i in g.permutation(len(names))]
+        pools = {c: [by_class[c][i] for i in g.permutation(len(by_class[c]))] for c in names}
+        out: list[Task] = []
+        for i in range(n):
+            c = order[i % len(order)]
+            j = i // len(order)
+            out.append(pools[c][j % len(pools[c])])
+        return out
+
+    def make_env(self, task: Task) -> gym.Env:
+        return MetaWorldEnv(task)
+
+    def set_task(self, env: gym.Env, task: Task) -> gym.Env:
+        if isinstance(env, MetaWorldEnv) and env.task.params["env_name"] == task.params["env_name"]:
+            env.set_task(task)
+            return env
+        env.close()
+        return self.make_env(task)

@@ -1,0 +1,165 @@
+"""Finding task families by the names users type.
+
+Four ways to name a family, all resolved by :func:`make_family`:
+
+1. a built-in or registered name, with optional parameters:
+   ``point-nav``, ``bandit?k=5&n=100``, ``ml1-reach``, ``ml10?seed=3``;
+2. a Python path to a factory: ``my_package.module:factory?x=1``;
+3. an installed package's entry point in the ``metarl.envs`` group;
+4. any gymnasium env id with randomized constructor arguments:
+   ``gym:Pendulum-v1?g=8..12``.
+
+Parameters after ``?`` are ``key=value`` pairs joined by ``&``; values are read
+as YAML scalars (``5`` is an int, ``true`` a bool). ``extra_kwargs`` (from
+``--env-kwargs``) are merged on top.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Any
+
+import yaml
+
+from metarl.envs.base import EnvSpecError, TaskFamily, suggest
+
+Factory = Callable[..., TaskFamily]
+
+ENTRY_POINT_GROUP = "metarl.envs"
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
+    """Make ``name`` resolvable; ``factory(**params)`` must return a TaskFamily."""
+    if not name or any(c in name for c in "?&=:"):
+        raise EnvSpecError(f"family name {name!r} is invalid; use letters, digits, '-' and '_'")
+    if name in _REGISTRY and not overwrite:
+        raise EnvSpecError(f"family {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = factory
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``'bandit?k=5&n=100'`` -> ``('bandit', {'k': 5, 'n': 100})``."""
+    name, _, query = spec.strip().partition("?")
+    params: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, raw = part.partition("=")
+        if not eq or not key:
+            raise EnvSpecError(f"bad parameter {part!r} in {spec!r}; write key=value pairs joined by '&'")
+        params[key] = raw if ".." in raw or "|" in raw else yaml.safe_load(raw)
+    return name, params
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _builtin_names() -> list[str]:
+    from metarl.envs.metaworld_family import task_names
+
+    return sorted(_REGISTRY) + [f"ml1-{t}" for t in task_names()] + ["ml10", "ml45"]
+
+
+def known_names() -> list[str]:
+    """Every name ``make_family`` accepts without a Python path."""
+    return _builtin_names() + sorted(_entry_points())
+
+
+def _load_path(path: str) -> Factory:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's plug-in: report it whole
+        raise EnvSpecError(f"plug-in {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise EnvSpecError(f"plug-in {path!r}: module {module_name!r} has no attribute {attr!r}{suggest(attr, names)}") from None
+
+
+def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
+    try:
+        sig = inspect.signature(factory)
+        sig.bind(**params)
+    except TypeError as exc:
+        allowed = [p for p in sig.parameters] if "sig" in locals() else []
+        raise EnvSpecError(f"{origin}: bad parameters {params}: {exc}; allowed: {', '.join(allowed) or 'none'}") from None
+    except ValueError:
+        pass  # builtins without a signature: let the call itself complain
+    family = factory(**params)
+    if not isinstance(family, TaskFamily):
+        raise EnvSpecError(
+            f"{origin} returned {type(family).__name__}, not a metarl.envs.TaskFamily; "
+            "a factory must return a TaskFamily subclass instance"
+        )
+    return family
+
+
+def make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
+    """Resolve a family name (see module docstring) into a TaskFamily."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise EnvSpecError(f"family name {spec!r} is empty; run `metarl envs` to list families")
+    name, params = parse_spec(spec)
+    params.update(extra_kwargs)
+    if name.startswith("gym:"):
+        from metarl.envs.gym_family import gym_family_from_spec
+
+        return gym_family_from_spec(name[4:], **params)
+    if name.startswith("ml1-") or name in ("ml10", "ml45"):
+        from metarl.envs.metaworld_family import MetaWorldFamily
+
+        if name.startswith("ml1-"):
+            return _call(lambda seed=0: MetaWorldFamily("ml1", name[4:], seed), name, params)
+        return _call(lambda seed=0: MetaWorldFamily(name, None, seed), name, params)
+    if name in _REGISTRY:
+        return _call(_REGISTRY[name], name, params)
+    if ":" in name:
+        return _call(_load_path(name), f"plug-in {name!r}", params)
+    eps = _entry_points()
+    if name in eps:
+        try:
+            factory = eps[name].load()
+        except Exception as exc:
+            raise EnvSpecError(f"entry point {name!r} ({eps[name].value}) failed to load: {type(exc).__name__}: {exc}") from exc
+        return _call(factory, f"entry point {name!r}", params)
+    if name.startswith("ml1"):
+        from metarl.envs.metaworld_family import task_names
+
+        raise EnvSpecError(f"unknown Meta-World task in {name!r}{suggest(name[4:], task_names())} write ml1-<task>, "
+                           f"e.g. ml1-reach")
+    raise EnvSpecError(
+        f"unknown task family {name!r}{suggest(name, known_names())} "
+        f"Known: {', '.join(sorted(_REGISTRY) + sorted(eps) + ['ml1-<task>', 'ml10', 'ml45', 'gym:<id>'])}"
+    )
+
+
+def iter_listing() -> Iterator[str]:
+    """Names shown by ``metarl envs``: one ``ml1-*`` line stands for the 50 ML1 tasks."""
+    yield from sorted(_REGISTRY)
+    yield from ["ml1-reach", "ml10", "ml45"]
+    yield from sorted(_entry_points())
+
+
+def _register_builtins() -> None:
+    from metarl.envs.bandit import Bandit
+    from metarl.envs.locomotion import AntDir, AntGoal, HalfCheetahDir, HalfCheetahVel
+    from metarl.envs.point import PointNav
+    from metarl.envs.tabular import TabularMDP
+
+    for name, factory in {
+        "point-nav": PointNav, "bandit": Bandit, "tabular-mdp": TabularMDP,
+        "halfcheetah-vel": HalfCheetahVel, "halfcheetah-dir": HalfCheetahDir,
+        "ant-dir": AntDir, "ant-goal": AntGoal,
+    }.items():
+        register(name, factory, overwrite=True)
+
+
+_register_builtins()
