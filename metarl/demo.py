@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-
 from metarl.envs.registry import make_family
 
 DEMO_FAMILIES = ("point-nav", "bandit?k=5&n=10", "tabular-mdp", "halfcheetah-vel", "halfcheetah-dir",

@@ -26,11 +26,16 @@ import numpy as np
 from metarl.envs.base import Task, TaskFamily, TaskWrapper, require, split_stream
 
 
-class LocomotionTaskEnv(TaskWrapper):
-    """Replaces the wrapped env's reward by the task reward; keeps its info."""
+class LocomotionTaskEnv(TaskWrapper, gym.utils.RecordConstructorArgs):
+    """Replaces the wrapped env's reward by the task reward; keeps its info.
+
+    Records its constructor arguments so ``env.spec`` can rebuild it (gymnasium's
+    ``check_env`` and ``gym.make(env.spec)`` rely on that).
+    """
 
     def __init__(self, env: gym.Env, task: Task, kind: str, ctrl_weight: float) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, task=task, kind=kind, ctrl_weight=ctrl_weight)
+        TaskWrapper.__init__(self, env)
         self.kind, self.ctrl_weight = kind, ctrl_weight
         self.set_task(task)
 
