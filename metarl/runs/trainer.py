@@ -1,0 +1,199 @@
+"""The agent-agnostic outer training loop: log, checkpoint, resume, stop cleanly.
+
+Every agent (MAML-TRPO, Reptile-PPO, RL²) gets identical run semantics by
+implementing the small :class:`Agent` protocol; the loop owns everything
+that is not the algorithm. A resumed run continues bit-for-bit: the
+checkpoint holds the agent state (parameters, optimizer, sampler,
+normalizers), every RNG stream and the iteration counter, and RNGs are
+restored last so nothing consumes randomness in between.
+
+Iterations are counted as *completed* iterations: ``checkpoints/iter_000010``
+was written after iterations 0..9 ran, and resuming from it calls
+``train_iteration(10)`` next.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from metarl.runs.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    find_latest,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from metarl.runs.config import param
+from metarl.runs.interrupt import EXIT_INTERRUPTED, EXIT_OK, GracefulInterrupt
+from metarl.runs.logger import ProgressBar, RunLogger, namespaced
+from metarl.runs.rundir import RunDir, resume_command
+
+__all__ = ["ENV_STEPS_KEY", "Agent", "TrainResult", "Trainer", "TrainerConfig"]
+
+ENV_STEPS_KEY = "time/env_steps"
+"""Metric an agent returns with the environment steps sampled this iteration;
+the trainer turns it into ``time/total_env_steps`` and ``perf/steps_per_s``."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the trainer needs from an agent.
+
+    ``train_iteration`` returns scalar metrics; keys without a namespace are
+    logged under ``train/``. ``state_dict`` must be ``weights_only``-safe
+    (tensors and plain containers) and include sampler/normalizer state.
+    """
+
+    name: str
+
+    def train_iteration(self, it: int) -> Mapping[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Run-loop settings, declared like agent configs so ``--set`` can reach them."""
+
+    iterations: int = param(100, min=1, help="total outer iterations")
+    checkpoint_every: int = param(10, min=1, help="checkpoint every K iterations")
+    keep_last: int | None = param(None, min=1, help="keep only the newest N checkpoints (null: keep all)")
+    progress: bool | None = param(None, help="progress bar (null: only on a terminal)")
+    stdout: bool = param(True, help="print the metrics table each iteration")
+    tensorboard: bool = param(True, help="write TensorBoard events")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :meth:`Trainer.run`; ``exit_code`` is what the CLI should return."""
+
+    exit_code: int
+    iterations_done: int
+    checkpoint: Path | None
+    interrupted: bool
+
+
+class Trainer:
+    """Runs ``config.iterations`` iterations of ``agent`` inside ``run``.
+
+    ``generators`` are NumPy Generators owned by the agent's sampler or task
+    distribution that are not part of ``agent.state_dict()``; they are
+    checkpointed with the global RNGs.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        run: RunDir | str | Path,
+        config: TrainerConfig | None = None,
+        *,
+        generators: Mapping[str, np.random.Generator] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.run_dir = run if isinstance(run, RunDir) else RunDir(Path(run))
+        self.config = config or TrainerConfig()
+        self.generators = dict(generators or {})
+        self.iteration = 0
+        self._elapsed_s = 0.0
+        self._env_steps = 0
+
+    # ------------------------------------------------------------------ state
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "agent": self.agent.state_dict(),
+            "rng": capture_rng_state(self.generators),
+            "trainer": {"elapsed_s": self._elapsed_s, "env_steps": self._env_steps},
+        }
+
+    def save(self) -> Path:
+        """Checkpoint now (only call between iterations)."""
+        return save_checkpoint(
+            self.run_dir.path,
+            self._state(),
+            agent=self.agent.name,
+            iteration=self.iteration,
+            keep_last=self.config.keep_last,
+        )
+
+    def restore(self) -> Path:
+        """Load the latest checkpoint of the run into the agent, RNGs and counters."""
+        latest = find_latest(self.run_dir.path)
+        if latest is None:
+            raise CheckpointError(f"{self.run_dir.checkpoints}: no checkpoint to resume from; start a new run instead")
+        ckpt = load_checkpoint(latest)
+        if ckpt.agent != self.agent.name:
+            raise CheckpointError(f"{latest}: written by agent {ckpt.agent!r}, cannot resume {self.agent.name!r}")
+        self.agent.load_state_dict(ckpt.state["agent"])
+        self.iteration = int(ckpt.state["iteration"])
+        self._elapsed_s = float(ckpt.state["trainer"]["elapsed_s"])
+        self._env_steps = int(ckpt.state["trainer"]["env_steps"])
+        restore_rng_state(ckpt.state["rng"], self.generators)  # last: nothing may draw after
+        return latest
+
+    # ------------------------------------------------------------------ loop
+
+    def _step(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        metrics = namespaced(self.agent.train_iteration(self.iteration))
+        duration = time.perf_counter() - start
+        self.iteration += 1
+        self._elapsed_s += duration
+        metrics["time/iteration"] = self.iteration
+        metrics["time/iteration_s"] = duration
+        metrics["time/elapsed_s"] = self._elapsed_s
+        if ENV_STEPS_KEY in metrics:
+            steps = int(metrics[ENV_STEPS_KEY])
+            self._env_steps += steps
+            metrics["time/total_env_steps"] = self._env_steps
+            metrics["perf/steps_per_s"] = steps / max(duration, 1e-9)
+        return metrics
+
+    def run(self, *, resume: bool = False) -> TrainResult:
+        """Train until ``config.iterations`` or an interrupt; see :class:`TrainResult`."""
+        cfg = self.config
+        if resume:
+            self.restore()
+        elif find_latest(self.run_dir.path) is not None:
+            raise CheckpointError(
+                f"{self.run_dir.checkpoints}: already has checkpoints; resume the run "
+                f"({resume_command(self.run_dir.path)}) or use a new run directory"
+            )
+        last_saved: Path | None = None
+        saved_at = self.iteration if resume else -1
+        logger = RunLogger(self.run_dir.path, stdout=cfg.stdout, tensorboard=cfg.tensorboard)
+        bar = ProgressBar(cfg.iterations, self.iteration, enabled=cfg.progress, desc=self.agent.name)
+        with GracefulInterrupt() as stop, logger:
+            try:
+                while self.iteration < cfg.iterations and not stop.requested:
+                    metrics = self._step()
+                    logger.log(metrics, step=self.iteration)
+                    bar.update(self.iteration, metrics)
+                    if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                        last_saved, saved_at = self.save(), self.iteration
+            finally:
+                bar.close()
+            interrupted = stop.requested and self.iteration < cfg.iterations
+            if interrupted and saved_at != self.iteration:
+                last_saved = self.save()
+        last_saved = last_saved or find_latest(self.run_dir.path)
+        if interrupted:
+            print(
+                f"Interrupted after {self.iteration}/{cfg.iterations} iterations; "
+                f"checkpoint saved. Resume with:\n  {resume_command(self.run_dir.path)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return TrainResult(EXIT_INTERRUPTED, self.iteration, last_saved, True)
+        return TrainResult(EXIT_OK, self.iteration, last_saved, False)
