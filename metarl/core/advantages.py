@@ -1,0 +1,48 @@
+"""Advantage pipelines built from the baseline and GAE pieces."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from metarl.core.gae import discounted_returns, gae
+from metarl.nn.baselines import LinearFeatureBaseline
+
+
+def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Zero mean, unit (population) std per task over ``(episodes, time)``.
+
+    Normalizing per task rather than over the meta-batch keeps a task with large
+    rewards from drowning out the others in the meta-gradient (garage's center_adv).
+    """
+    mask = mask.to(advantages.dtype)
+    count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1.0)
+    mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
+    var = (((advantages - mean) * mask) ** 2).sum(dim=(-2, -1), keepdim=True) / count
+    return (advantages - mean) / (var.sqrt() + eps) * mask
+
+
+@torch.no_grad()
+def linear_baseline_advantages(
+    obs: Tensor,
+    rewards: Tensor,
+    mask: Tensor,
+    *,
+    gamma: float,
+    gae_lambda: float = 1.0,
+    baseline: LinearFeatureBaseline | None = None,
+    normalize: bool = True,
+) -> Tensor:
+    """MAML's inner-loop advantages: fit the linear baseline per task, then GAE.
+
+    Shapes ``obs [tasks, episodes, time, obs_dim]``, ``rewards``/``mask``
+    ``[tasks, episodes, time]``. Advantages do not depend on the policy parameters,
+    so they are computed once (no graph) and reused by every differentiable pass.
+    As in garage, rows are not bootstrapped: the baseline needs the observation after
+    the last step, which rollouts of fixed horizon do not keep.
+    """
+    baseline = baseline or LinearFeatureBaseline()
+    returns = discounted_returns(rewards, mask, gamma=gamma)
+    values = baseline.fit_predict(obs, returns, mask)
+    advantages, _ = gae(rewards, values, mask, gamma=gamma, gae_lambda=gae_lambda)
+    return normalize_advantages(advantages, mask) if normalize else advantages

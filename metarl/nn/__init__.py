@@ -1,0 +1,31 @@
+"""Policies and value functions.
+
+Every policy's ``forward`` returns distribution *parameters* (tensors) and
+``policy.distribution(params_or_None, *inputs)`` wraps them, so the same module
+serves its own weights, adapted weights via ``functional_call``, or a vmapped stack
+of per-task weights (``distribution_stacked`` / ``act``).
+"""
+
+from metarl.nn.baselines import LinearFeatureBaseline, MLPValueFunction
+from metarl.nn.heads import CategoricalHead, GaussianHead, make_head
+from metarl.nn.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, mlp
+from metarl.nn.policy import Policy
+from metarl.nn.recurrent import RecurrentPolicy
+from metarl.nn.rl2_inputs import rl2_input_dim, rl2_inputs
+from metarl.nn.snail import SnailPolicy
+
+__all__ = [
+    "CategoricalHead",
+    "CategoricalMLPPolicy",
+    "GaussianHead",
+    "GaussianMLPPolicy",
+    "LinearFeatureBaseline",
+    "MLPValueFunction",
+    "Policy",
+    "RecurrentPolicy",
+    "SnailPolicy",
+    "make_head",
+    "mlp",
+    "rl2_input_dim",
+    "rl2_inputs",
+]

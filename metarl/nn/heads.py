@@ -1,0 +1,92 @@
+"""Action-distribution heads shared by MLP, recurrent and SNAIL policies.
+
+A head turns features into *distribution parameters* (plain tensors) and, in a
+separate step, wraps them into a ``torch.distributions`` object. The split matters:
+tensors can cross ``vmap`` boundaries and be cached (e.g. the "old" distribution of
+a TRPO step), distribution objects cannot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+DistParams = tuple[Tensor, ...]
+
+
+class Head(nn.Module):
+    """Interface: ``forward(features) -> DistParams``; ``distribution(DistParams)``."""
+
+    discrete: bool
+
+    def distribution(self, out: DistParams) -> Distribution:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(
+        self, out: DistParams, *, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class GaussianHead(Head):
+    """Diagonal Gaussian with a learned, state-independent log-std (as in TRPO/MAML).
+
+    A state-independent std keeps exploration noise a slowly changing global knob,
+    which is what the MAML and TRPO papers use for locomotion.
+    """
+
+    discrete = False
+
+    def __init__(self, in_features: int, action_dim: int, *, init_std: float = 1.0) -> None:
+        super().__init__()
+        self.mean = nn.Linear(in_features, action_dim)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+
+    def forward(self, features: Tensor) -> DistParams:
+        mean = self.mean(features)
+        return mean, self.log_std.expand_as(mean)
+
+    def distribution(self, out: DistParams) -> Distribution:
+        mean, log_std = out
+        # validate_args=False: validation does data-dependent checks that break vmap.
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def sample(self, out: DistParams, *, deterministic: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        mean, log_std = out
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+
+class CategoricalHead(Head):
+    """Categorical over ``n_actions`` discrete actions (logits from a linear layer)."""
+
+    discrete = True
+
+    def __init__(self, in_features: int, n_actions: int) -> None:
+        super().__init__()
+        self.logits = nn.Linear(in_features, n_actions)
+
+    def forward(self, features: Tensor) -> DistParams:
+        return (self.logits(features),)
+
+    def distribution(self, out: DistParams) -> Distribution:
+        return Categorical(logits=out[0], validate_args=False)
+
+    def sample(self, out: DistParams, *, deterministic: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        logits = out[0]
+        if deterministic:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
+        return torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
+
+
+def make_head(in_features: int, action_dim: int, *, discrete: bool, init_std: float = 1.0) -> Head:
+    """Gaussian head for continuous actions, categorical for discrete ones."""
+    if discrete:
+        return CategoricalHead(in_features, action_dim)
+    return GaussianHead(in_features, action_dim, init_std=init_std)

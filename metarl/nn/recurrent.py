@@ -1,0 +1,93 @@
+"""Recurrent (GRU/LSTM) policy for RL².
+
+Built on ``torch.nn.GRU``/``LSTM`` so cuDNN serves it on GPU. Two modes share the
+same weights: ``step`` advances one time step for rollouts (the sampler keeps the
+state between calls), ``forward_sequence`` runs whole padded trials at once for
+training. Padding sits at the end of each row, and the network is causal, so padded
+steps never influence real ones.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from metarl.nn.heads import DistParams, make_head
+from metarl.nn.policy import Policy
+from metarl.nn.rl2_inputs import rl2_input_dim, rl2_inputs
+
+RecurrentState = Tensor | tuple[Tensor, Tensor]
+
+
+class RecurrentPolicy(Policy):
+    """GRU or LSTM over RL² inputs with a Gaussian or categorical head.
+
+    Inputs are ``[B, L, input_dim]`` (batch first), built with :meth:`make_inputs`.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        discrete: bool,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["gru", "lstm"] = "gru",
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.input_dim = rl2_input_dim(obs_dim, action_dim)
+        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn_cls(self.input_dim, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = make_head(hidden_size, action_dim, discrete=discrete, init_std=init_std)
+
+    def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
+        """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
+        return rl2_inputs(obs, prev_action, prev_reward, done, action_dim=self.action_dim, discrete=self.discrete)
+
+    def initial_state(
+        self, batch: int, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> RecurrentState:
+        """Zero state for ``batch`` trials; reset only at trial boundaries."""
+        ref = next(self.parameters())
+        zeros = torch.zeros(
+            self.num_layers,
+            batch,
+            self.hidden_size,
+            device=device if device is not None else ref.device,
+            dtype=dtype or ref.dtype,
+        )
+        return zeros if self.cell == "gru" else (zeros, zeros.clone())
+
+    def forward(self, inputs: Tensor, state: RecurrentState | None = None) -> DistParams:
+        """Distribution parameters for every step of ``inputs [B, L, input_dim]``."""
+        features, _ = self.rnn(inputs, state)
+        return self.head(features)
+
+    def step(self, inputs: Tensor, state: RecurrentState) -> tuple[Distribution, RecurrentState]:
+        """One rollout step: ``inputs [B, input_dim]`` -> distribution over ``[B]``."""
+        features, new_state = self.rnn(inputs.unsqueeze(1), state)
+        return self.head.distribution(self.head(features.squeeze(1))), new_state
+
+    def forward_sequence(
+        self, inputs: Tensor, state: RecurrentState | None = None, *, return_state: bool = False
+    ) -> Distribution | tuple[Distribution, RecurrentState]:
+        """Whole trials at once: distribution with batch shape ``[B, L]``.
+
+        ``state`` continues from an earlier segment (truncated BPTT); ``None`` starts
+        from zeros. With ``return_state`` the final state is returned as well.
+        """
+        features, final = self.rnn(inputs, state)
+        dist = self.head.distribution(self.head(features))
+        return (dist, final) if return_state else dist

@@ -1,0 +1,192 @@
+"""Inner-loop adaptation and the MAML meta-gradient: batched == loop, exact derivatives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metarl.core import (
+    MamlObjective,
+    NonFiniteError,
+    TaskBatch,
+    adapt,
+    inner_step,
+    module_params,
+    replicate_params,
+    resolve_batched,
+    task_grads,
+)
+from metarl.core.losses import ppo_clip_loss, surrogate_loss
+from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy
+
+T, E, L, OBS = 3, 2, 6, 3
+
+
+def _batch(discrete: bool, seed: int, act_dim: int = 2) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(T, E, L, OBS, generator=g, dtype=torch.float64)
+    if discrete:
+        actions = torch.randint(0, act_dim, (T, E, L), generator=g)
+    else:
+        actions = torch.randn(T, E, L, act_dim, generator=g, dtype=torch.float64)
+    advantages = torch.randn(T, E, L, generator=g, dtype=torch.float64)
+    mask = torch.ones(T, E, L, dtype=torch.float64)
+    mask[0, 1, 4:] = 0.0  # unequal episode lengths
+    mask[2, 0, 2:] = 0.0
+    return TaskBatch(obs, actions, advantages, mask)
+
+
+def _policy(discrete: bool, hidden: tuple[int, ...] = (8,)) -> torch.nn.Module:
+    torch.manual_seed(0)
+    policy = CategoricalMLPPolicy(OBS, 3, hidden) if discrete else GaussianMLPPolicy(OBS, 2, hidden, init_std=0.7)
+    return policy.double()
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_vmap_path_equals_per_task_loop(discrete: bool, first_order: bool) -> None:
+    policy = _policy(discrete)
+    act = 3 if discrete else 2
+    pre = [_batch(discrete, 1, act), _batch(discrete, 2, act)]  # two inner steps
+    post = _batch(discrete, 3, act)
+    meta = module_params(policy, detach=True)
+    results = {}
+    for mode in ("vmap", "loop"):
+        obj = MamlObjective(policy, meta, pre, post, inner_lr=0.3, first_order=first_order, batched=mode)
+        params = {k: v.clone().requires_grad_() for k, v in meta.items()}
+        adapted = obj.adapted_params(params)
+        losses, kls = obj.task_terms(params)
+        grads = torch.autograd.grad(losses.mean(), list(params.values()))
+        _, inner_losses = inner_step(policy, replicate_params(meta, T), pre[0], lr=0.3, batched=mode)
+        results[mode] = (adapted, losses, grads, inner_losses)
+    (a_v, l_v, g_v, i_v), (a_l, l_l, g_l, i_l) = results["vmap"], results["loop"]
+    for k in a_v:
+        torch.testing.assert_close(a_v[k], a_l[k], atol=1e-5, rtol=0)
+        assert not torch.allclose(a_v[k], replicate_params(meta, T)[k]), "adaptation must move parameters"
+    torch.testing.assert_close(l_v, l_l, atol=1e-5, rtol=0)
+    torch.testing.assert_close(i_v, i_l, atol=1e-5, rtol=0)
+    for gv, gl in zip(g_v, g_l, strict=True):
+        torch.testing.assert_close(gv, gl, atol=1e-5, rtol=0)
+        assert gv.abs().max() > 0
+
+
+def test_loop_path_matches_independent_reference() -> None:
+    """Guards against both paths sharing a bug: one task done by hand with a module copy."""
+    policy = _policy(False)
+    batch = _batch(False, 7)
+    adapted = adapt(policy, replicate_params(module_params(policy, detach=True), T), batch, lr=0.5, batched="loop")
+    for i in range(T):
+        clone = _policy(False)
+        dist = clone.distribution(None, batch.obs[i])
+        m = batch.mask[i]
+        loss = -(dist.log_prob(batch.actions[i]) * batch.advantages[i] * m).sum() / m.sum()
+        loss.backward()
+        for name, p in clone.named_parameters():
+            torch.testing.assert_close(adapted[name][i], p.detach() - 0.5 * p.grad, atol=1e-10, rtol=0)
+
+
+def _post_loss_fn(policy, post: TaskBatch, old_logp: torch.Tensor):  # noqa: ANN001, ANN202
+    def loss_of_adapted(adapted: dict) -> torch.Tensor:
+        logp = policy.distribution_stacked(adapted, post.obs).log_prob(post.actions)
+        return surrogate_loss(logp, old_logp, post.advantages, post.mask).mean()
+
+    return loss_of_adapted
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_second_order_meta_gradient_matches_finite_differences(mode: str) -> None:
+    policy = _policy(False, hidden=(3,))
+    pre, post = _batch(False, 11), _batch(False, 12)
+    meta = module_params(policy, detach=True)
+    obj = MamlObjective(policy, meta, [pre], post, inner_lr=0.5, batched=mode)
+    analytic = obj.meta_gradient(meta)
+    eps = 1e-6
+    for name, value in meta.items():
+        numeric = torch.zeros_like(value)
+        for idx in range(value.numel()):
+            for sign in (1.0, -1.0):
+                shifted = dict(meta)
+                bumped = value.clone().reshape(-1)
+                bumped[idx] += sign * eps
+                shifted[name] = bumped.view_as(value)
+                with torch.no_grad():
+                    numeric.view(-1)[idx] += sign * obj(shifted)[0] / (2 * eps)
+        torch.testing.assert_close(analytic[name], numeric, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_first_order_drops_exactly_the_second_order_term(mode: str) -> None:
+    policy = _policy(False)
+    pre, post = _batch(False, 21), _batch(False, 22)
+    meta = module_params(policy, detach=True)
+    first = MamlObjective(policy, meta, [pre], post, inner_lr=0.5, first_order=True, batched=mode)
+    second = MamlObjective(policy, meta, [pre], post, inner_lr=0.5, first_order=False, batched=mode)
+    g_first, g_second = first.meta_gradient(meta), second.meta_gradient(meta)
+
+    # FOMAML: gradient of the post loss w.r.t. the adapted parameters, evaluated there,
+    # summed over tasks (the replicated meta-parameters fan out to every task).
+    adapted = {k: v.detach().requires_grad_() for k, v in first.adapted_params(meta).items()}
+    post_loss = _post_loss_fn(policy, post, first.old_log_probs)(adapted)
+    grads_at_adapted = torch.autograd.grad(post_loss, list(adapted.values()))
+    differs = False
+    for name, g_adapted in zip(adapted, grads_at_adapted, strict=True):
+        torch.testing.assert_close(g_first[name], g_adapted.sum(0), atol=1e-10, rtol=0)
+        differs |= not torch.allclose(g_first[name], g_second[name], atol=1e-6)
+    assert differs, "second-order meta-gradient should differ from the first-order one"
+
+
+def test_resolve_batched_rules() -> None:
+    assert resolve_batched("vmap", "cpu", 10**6) == "vmap"
+    assert resolve_batched("loop", "cpu", 1) == "loop"
+    assert resolve_batched("auto", "cpu", 200) == "vmap"
+    assert resolve_batched("auto", "cpu", 5000) == "loop"
+    assert resolve_batched("auto", "cuda", 5000) == "vmap"
+    with pytest.raises(ValueError, match="batched"):
+        resolve_batched("fast", "cpu")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_non_finite_inner_gradient_names_task_and_keeps_params(mode: str) -> None:
+    policy = _policy(False)
+    batch = _batch(False, 31)
+    advantages = batch.advantages.clone()
+    advantages[1, 0, 0] = float("nan")
+    bad = batch._replace(advantages=advantages)
+    params = {k: v.clone() for k, v in replicate_params(module_params(policy, detach=True), T).items()}
+    before = {k: v.clone() for k, v in params.items()}
+    with pytest.raises(NonFiniteError, match=r"inner-loop (loss|gradient).*task index\(es\) \[1\]"):
+        inner_step(policy, params, bad, lr=0.1, batched=mode)
+    for k in params:
+        assert torch.equal(params[k], before[k])
+
+
+def test_non_finite_post_loss_is_reported() -> None:
+    policy = _policy(False)
+    pre, post = _batch(False, 41), _batch(False, 42)
+    advantages = post.advantages.clone()
+    advantages[2, 1, 1] = float("inf")
+    meta = module_params(policy, detach=True)
+    obj = MamlObjective(policy, meta, [pre], post._replace(advantages=advantages), inner_lr=0.1)
+    with pytest.raises(NonFiniteError, match=r"post-adaptation surrogate loss.*\[2\]"):
+        obj.meta_gradient(meta)
+
+
+def test_task_grads_custom_loss_vmap_equals_loop() -> None:
+    """Reptile's inner PPO goes through the same per-task gradient helper."""
+    policy = _policy(True)
+    batch = _batch(True, 51, 3)
+    old_logp = torch.randn(T, E, L, dtype=torch.float64) * 0.1 - 1.0
+
+    def ppo(p: dict, b: tuple) -> torch.Tensor:
+        data, old = b
+        logp = policy.distribution(p, data.obs).log_prob(data.actions)
+        return ppo_clip_loss(logp, old, data.advantages, data.mask, clip=0.1)
+
+    params = {k: v.clone() for k, v in replicate_params(module_params(policy, detach=True), T).items()}
+    g_v, l_v = task_grads(ppo, params, (batch, old_logp), mode="vmap")
+    g_l, l_l = task_grads(ppo, params, (batch, old_logp), mode="loop")
+    torch.testing.assert_close(l_v, l_l, atol=1e-10, rtol=0)
+    for k in g_v:
+        torch.testing.assert_close(g_v[k], g_l[k], atol=1e-10, rtol=0)
+        assert not g_v[k].requires_grad
+    assert any(g.abs().max() > 0 for g in g_v.values())
