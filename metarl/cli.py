@@ -62,6 +62,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from metarl.api import train
+
+    if args.resume is None and (args.agent is None or args.env is None):
+        print("metarl: error: train needs AGENT and --env (or --resume RUN_DIR)", file=sys.stderr)
+        return EXIT_USAGE
+    overrides = list(args.set or [])
+    for flag, key in (("iterations", "trainer.iterations"), ("sampler", "sampling.backend"),
+                      ("workers", "sampling.workers"), ("ray_address", "sampling.ray_address"),
+                      ("eval_every", "eval.every"), ("checkpoint_every", "trainer.checkpoint_every")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.no_progress:
+        overrides.append("trainer.progress=false")
+    env = args.env
+    if env and args.env_kwargs:
+        extra = "&".join(f"{k}={v}" for k, v in _env_kwargs(args.env_kwargs).items())
+        env = f"{env}{'&' if '?' in env else '?'}{extra}"
+    outcome = train(args.agent, env, config_file=args.config, overrides=overrides, seed=args.seed,
+                    device=args.device, run_dir=args.run_dir, resume=args.resume, threads=args.threads)
+    print(f"run directory: {outcome.run_dir}")
+    return outcome.result.exit_code
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.api import configure_threads, load_agent
+    from metarl.evaluation.plots import plot_adaptation
+    from metarl.evaluation.protocol import evaluate_agent
+    from metarl.runs import RunDir
+
+    configure_threads(args.threads)
+    run = RunDir(Path(args.run_dir))
+    if not run.config_file.is_file():
+        print(f"metarl: error: {run.path} is not a metarl run directory (no config.yaml)", file=sys.stderr)
+        return EXIT_USAGE
+    agent = load_agent(run.path, args.checkpoint, device=args.device)
+    pretrained = load_agent(args.pretrained, device=args.device) if args.pretrained else None
+    baselines = [b for b in (args.baselines or "").split(",") if b]
+    out_dir = Path(args.out) if args.out else run.eval
+    csv_path, json_path, _ = evaluate_agent(
+        agent, run=run.path.name, out_dir=out_dir, split=args.split, n_tasks=args.tasks, rounds=args.rounds,
+        episodes_per_round=args.episodes, seeds=[args.seed + i for i in range(args.seeds)], baselines=baselines,
+        pretrained=pretrained, progress=not args.no_progress)
+    png = out_dir / "adaptation.png"
+    plot_adaptation(csv_path, png, out_dir / "adaptation.svg", x="env_steps" if "ppo-scratch" in baselines else "round")
+    agent.close()
+    print(f"curves: {csv_path}\n        {json_path}\nplot:   {png}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.evaluation.plots import plot_adaptation, plot_training
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [Path(r) for r in args.run_dirs]
+    for r in runs:
+        if not (r / "config.yaml").is_file():
+            print(f"metarl: error: {r} is not a metarl run directory (no config.yaml)", file=sys.stderr)
+            return EXIT_USAGE
+    plot_training(runs, out / "training.png", out / "training.svg")
+    print(f"training curves: {out / 'training.png'}")
+    curves = [r / "eval" / "curves.csv" for r in runs if (r / "eval" / "curves.csv").is_file()]
+    if curves:
+        plot_adaptation(curves, out / "adaptation.png", out / "adaptation.svg", x=args.x, per_run=len(curves) > 1)
+        print(f"adaptation curves: {out / 'adaptation.png'}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     module = importlib.import_module(BENCHES[args.which])
     return int(module.main(rest) or 0)
@@ -82,6 +156,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("train", help="train a meta-RL agent (or --resume a run)")
+    p.add_argument("agent", nargs="?", help="maml-trpo")
+    p.add_argument("--env", help="task family, e.g. point-nav, halfcheetah-vel, ml1-reach")
+    p.add_argument("--env-kwargs", help="JSON object of family parameters")
+    p.add_argument("--config", help="YAML file of hyperparameters (over the family defaults in experiments/configs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--sampler", help="rollout backend: serial, process or ray")
+    p.add_argument("--workers", type=int, help="sampler workers (process/ray)")
+    p.add_argument("--ray-address", help="join an existing Ray cluster")
+    p.add_argument("--iterations", type=int, help="total training iterations")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every N iterations")
+    p.add_argument("--eval-every", type=int, help="meta-test on held-out tasks every N iterations")
+    p.add_argument("--run-dir", help="where to write the run (default runs/<agent>-<env>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="meta-test a trained run: adaptation curves with baselines")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", help="checkpoint directory (default: the latest)")
+    p.add_argument("--split", default="test", help="train or test (default test)")
+    p.add_argument("--tasks", type=int, default=10, help="tasks per seed")
+    p.add_argument("--rounds", type=int, default=3, help="adaptation rounds after round 0")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per round and task")
+    p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
+    p.add_argument("--seeds", type=int, default=1, help="number of evaluation seeds")
+    p.add_argument("--baselines", help="comma list of: random, ppo-scratch, pretrained-finetune")
+    p.add_argument("--pretrained", metavar="RUN_DIR", help="multitask-trpo run for the pretrained-finetune baseline")
+    p.add_argument("--out", help="output folder (default RUN_DIR/eval)")
+    p.add_argument("--device", help="override the run's device")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="training and adaptation curves of one or more runs in one figure")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default="plots", help="output folder for PNG and SVG")
+    p.add_argument("--x", default="round", choices=["round", "env_steps"], help="x axis of adaptation curves")
+    p.set_defaults(func=cmd_plot)
+
     p = sub.add_parser("bench", help="speed benchmarks (outside the test suite); extra flags go to the bench")
     p.add_argument("which", choices=sorted(BENCHES))
     p.set_defaults(func=None)
@@ -90,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metarl.envs.base import EnvSpecError
+    from metarl.runs import EXIT_FAILURE, CheckpointError, ConfigError, RunDirError
+    from metarl.evaluation.curves import CurveSchemaError
+    from metarl.sampling.errors import SamplerConfigError
 
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -99,9 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    except EnvSpecError as exc:
+    except (EnvSpecError, ConfigError, RunDirError, SamplerConfigError, CurveSchemaError) as exc:
         print(f"metarl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CheckpointError as exc:
+        print(f"metarl: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ class TaskFamily(ABC):
     trial_episodes: int = 1
     #: One line for ``metarl envs``.
     description: str = ""
+    #: Whether envs report ``info["success"]`` (Meta-World); curves show success only then.
+    has_success: bool = False
 
     @property
     @abstractmethod

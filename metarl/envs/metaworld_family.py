@@ -69,6 +69,7 @@ class MetaWorldFamily(TaskFamily):
     """``ml1-<task>``, ``ml10`` or ``ml45``; ``seed`` picks the benchmark's goal sets."""
 
     horizon = HORIZON
+    has_success = True
 
     def __init__(self, benchmark: str, task: str | None = None, seed: int = 0) -> None:
         self.benchmark, self.task, self.seed = benchmark, task, int(seed)

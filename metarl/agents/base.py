@@ -1,0 +1,173 @@
+"""Pieces every agent shares: config sections, the policy actor, and the adaptation contract.
+
+Two adaptation styles (DESIGN.md section 2) meet the sampler and the evaluator
+through one small surface:
+
+* gradient-based agents (MAML-TRPO, Reptile-PPO) keep per-task parameters
+  (stacked with a leading task dimension) and implement
+  ``adapt(params, episodes) -> params``;
+* context-based agents (RL²) keep a recurrent state inside their actor.
+
+Either way the evaluator asks :meth:`MetaAgent.meta_test` for the episodes of
+each adaptation round, so curves of both kinds are computed by the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.core import TaskBatch, linear_baseline_advantages
+from metarl.envs import Task, TaskFamily, make_family
+from metarl.nn.policy import Policy
+from metarl.runs import TrainerConfig, adapt_key, param
+from metarl.sampling import Episodes, make_sampler
+from metarl.sampling.actor import ActorOutput
+
+Params = Mapping[str, Tensor]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Where rollouts run; stored with the run so a resume collects the same way."""
+
+    backend: str = param("serial", choices=["serial", "process", "ray"], help="rollout backend")
+    workers: int | None = param(None, min=1, help="worker processes / Ray actors (null: one per core)")
+    ray_address: str | None = param(None, help="join this Ray cluster (null: start a local one)")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The small meta-test run during training (``--eval-every``)."""
+
+    every: int = param(0, min=0, help="meta-test every N iterations (0: never)")
+    tasks: int = param(10, min=1, help="held-out tasks per meta-test")
+    rounds: int = param(1, min=0, help="adaptation rounds (gradient steps or trial episodes)")
+    episodes_per_round: int = param(10, min=1, help="episodes per round and task")
+
+
+def default_trainer() -> TrainerConfig:
+    return TrainerConfig(iterations=100, checkpoint_every=10)
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Fields every agent config carries (composed, not inherited, to keep YAML flat)."""
+
+    trainer: TrainerConfig = field(default_factory=default_trainer)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def space_dims(space: gym.Space) -> tuple[int, bool]:
+    """``(size, discrete)`` of an action or observation space, with a clear error otherwise."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n), True
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0]), False
+    raise ValueError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
+
+
+class PolicyActor:
+    """Adapts an :class:`~metarl.nn.policy.Policy` with optional per-task parameters to the sampler.
+
+    The sampler hands CPU tensors; the policy may live on another device, so
+    observations go over once per step and actions come back once.
+    """
+
+    def __init__(self, policy: Policy, params: Params | None = None, *, deterministic: bool = False) -> None:
+        self.policy, self.params, self.deterministic = policy, params, deterministic
+        self.device = next(policy.parameters()).device
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> None:
+        return None
+
+    def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        obs = obs.to(self.device, non_blocking=True)
+        if self.params is None:
+            actions, log_probs = self.policy.act(obs, None, deterministic=self.deterministic, generator=generator)
+        else:
+            actions, log_probs = self.policy.act(obs, self.params, deterministic=self.deterministic, generator=generator)
+        return ActorOutput(actions.cpu(), log_probs.cpu(), state, {})
+
+    def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
+        return state
+
+
+def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device) -> TaskBatch:
+    """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go."""
+    eps = episodes.to(device)
+    adv = linear_baseline_advantages(eps.observations, eps.rewards, eps.mask, gamma=discount, gae_lambda=gae_lambda)
+    return TaskBatch(eps.observations, eps.actions, adv, eps.mask)
+
+
+def episode_stats(episodes: Episodes, prefix: str, has_success: bool) -> dict[str, float]:
+    """Mean undiscounted return (and success rate, where the family reports one) over all episodes."""
+    out = {f"{prefix}return": float(episodes.returns.mean())}
+    if has_success:
+        out[f"{prefix}success"] = float(episodes.success.float().mean())
+    return out
+
+
+class MetaAgent(ABC):
+    """What the trainer, the evaluator and the Python API rely on."""
+
+    name: str = "agent"
+
+    def __init__(self, family: str | TaskFamily, seed: int, device: torch.device, sampling: SamplingConfig) -> None:
+        self.family = make_family(family) if isinstance(family, str) else family
+        self.family_spec = family if isinstance(family, str) else self.family.name
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+        self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address)
+
+    def periodic_eval(self, it: int, config: EvalConfig) -> dict[str, float]:
+        """A small meta-test on held-out tasks every ``config.every`` iterations.
+
+        Uses the same test tasks and seeds each time (drawn from fixed integers,
+        never from the training generator), so the logged curve moves only with
+        the policy and turning evaluation on does not change training.
+        """
+        if config.every <= 0 or (it + 1) % config.every:
+            return {}
+        tasks = self.family.sample(config.tasks, rng=10_007, split="test")
+        rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
+        out: dict[str, float] = {}
+        for k, episodes in enumerate(rounds):
+            out[adapt_key(k, "return")] = float(episodes.returns.mean())
+            if self.family.has_success:
+                out[adapt_key(k, "success")] = float(episodes.success.float().mean())
+        return out
+
+    def next_seed(self) -> int:
+        """Seeds for rollouts come from the agent's generator, so a resumed run replays them."""
+        return int(self.rng.integers(2**31 - 1))
+
+    def close(self) -> None:
+        self.sampler.close()
+
+    def __enter__(self) -> MetaAgent:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @abstractmethod
+    def train_iteration(self, it: int) -> Mapping[str, float]: ...
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
+        """Episodes of rounds ``0..rounds`` on ``tasks``: round 0 before any adaptation."""

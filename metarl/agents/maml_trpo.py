@@ -1,0 +1,152 @@
+"""MAML-TRPO (Finn et al. 2017, Algorithm 3; meta-optimized with TRPO as in the paper's RL experiments).
+
+    require: p(T) over tasks, inner step size alpha, trust region delta
+    randomly initialize theta
+    while not done:
+        sample a meta-batch of tasks T_i ~ p(T)                              # train split
+        for all T_i:                                                         # batched over tasks
+            sample K trajectories D_i with f_theta                           # pre-adaptation
+            theta'_i = theta - alpha * grad_theta L_T_i(f_theta)  on D_i      # linear-baseline PG step
+            sample trajectories D'_i with f_theta'_i                         # post-adaptation
+        theta <- TRPO step on sum_i L_T_i(f_theta'_i) over D'_i, KL(theta'_i old || new) <= delta,
+                 differentiating through the inner step (second order unless first_order)
+
+With ``inner_steps = 0`` the same loop is plain multi-task TRPO: the
+"pretrained on the same tasks without meta-learning" baseline of the MAML paper.
+All tasks go through the task-batched core (``metarl.core``) in one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, SamplingConfig, episode_stats, space_dims, task_batch
+from metarl.core import MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
+from metarl.core.adaptation import BatchedMode
+from metarl.envs import Task, TaskFamily
+from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy
+from metarl.nn.policy import Policy
+from metarl.runs import ENV_STEPS_KEY, param
+from metarl.sampling import Episodes
+
+
+@dataclass(frozen=True)
+class MAMLTRPOConfig(CommonConfig):
+    meta_batch_size: int = param(20, min=1, help="tasks per meta-update")
+    episodes_per_task: int = param(20, min=1, help="episodes per task for each inner step and for the post-update batch")
+    inner_steps: int = param(1, min=0, help="policy-gradient adaptation steps (0: multi-task TRPO, no meta-learning)")
+    inner_lr: float = param(0.1, min=0.0, exclusive_min=True, help="inner step size alpha")
+    first_order: bool = param(False, help="drop second-order terms of the meta-gradient (FOMAML)")
+    max_kl: float = param(0.01, min=0.0, exclusive_min=True, help="TRPO trust region delta")
+    discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma")
+    gae_lambda: float = param(1.0, min=0.0, max=1.0, help="GAE lambda of the inner-loop advantages")
+    hidden_sizes: tuple[int, ...] = param((64, 64), min=1, help="policy MLP hidden layers")
+    init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
+    cg_iters: int = param(10, min=1, help="conjugate-gradient iterations")
+    batched: str = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
+
+
+def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float) -> Policy:
+    obs_dim, _ = space_dims(family.observation_space)
+    act_dim, discrete = space_dims(family.action_space)
+    if discrete:
+        return CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes)
+    return GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, init_std=init_std)
+
+
+class MAMLTRPO(MetaAgent):
+    name = "maml-trpo"
+    Config = MAMLTRPOConfig
+
+    def __init__(self, config: MAMLTRPOConfig, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        device = torch.device(device)
+        torch.manual_seed(seed)
+        super().__init__(family, seed, device, config.sampling)
+        self.config = config
+        self.policy = build_policy(self.family, config.hidden_sizes, config.init_std).to(device)
+
+    # -- the algorithm --------------------------------------------------------------------
+    def collect(self, tasks: Sequence[Task], params: Mapping[str, torch.Tensor] | None, episodes: int,
+                seed: int | None = None) -> Episodes:
+        actor = PolicyActor(self.policy, params)
+        return self.sampler.sample(tasks, actor, episodes, seed=self.next_seed() if seed is None else seed)
+
+    def batch(self, episodes: Episodes):
+        return task_batch(episodes, discount=self.config.discount, gae_lambda=self.config.gae_lambda, device=self.device)
+
+    def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
+        """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
+        with torch.no_grad():
+            adapted = adapt(self.policy, params, self.batch(episodes), lr=self.config.inner_lr, first_order=True,
+                            batched=self._batched())
+        return {k: v.detach() for k, v in adapted.items()}
+
+    def _batched(self) -> BatchedMode:
+        return self.config.batched  # type: ignore[return-value]
+
+    def train_iteration(self, it: int) -> dict[str, float]:
+        cfg = self.config
+        tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
+        meta = module_params(self.policy, detach=True)
+        params = replicate_params(meta, len(tasks))
+        pre_batches, metrics, steps = [], {}, 0
+        for k in range(cfg.inner_steps):
+            episodes = self.collect(tasks, params, cfg.episodes_per_task)
+            steps += int(episodes.lengths.sum())
+            if k == 0:
+                metrics.update(episode_stats(episodes, "pre_", self.family.has_success))
+            pre_batches.append(self.batch(episodes))
+            params = self.adapt(params, episodes)
+        post = self.collect(tasks, params, cfg.episodes_per_task)
+        steps += int(post.lengths.sum())
+        metrics.update(episode_stats(post, "post_", self.family.has_success))
+        objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
+                                  first_order=cfg.first_order, batched=self._batched())
+        new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters)
+        load_params_(self.policy, new_meta)
+        metrics.update({"loss_before": info.loss_before, "loss_after": info.loss_after, "kl": info.kl,
+                        "step_accepted": float(info.accepted), ENV_STEPS_KEY: steps})
+        metrics.update(self.periodic_eval(it, cfg.eval))
+        return metrics
+
+    # -- meta-test ------------------------------------------------------------------------
+    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
+        """Round ``k`` is scored with the policy after ``k`` inner steps, each on the previous round's episodes."""
+        params = replicate_params(module_params(self.policy, detach=True), len(tasks))
+        out: list[Episodes] = []
+        for k in range(rounds + 1):
+            episodes = self.collect(tasks, params, episodes_per_round, seed=seed + k)
+            out.append(episodes)
+            if k < rounds:
+                params = self.adapt(params, episodes)
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict({k: v.to(self.device) for k, v in state["policy"].items()})
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass(frozen=True)
+class MultiTaskTRPOConfig(MAMLTRPOConfig):
+    inner_steps: int = param(0, min=0, help="0: train one policy on all tasks without meta-learning")
+
+
+class MultiTaskTRPO(MAMLTRPO):
+    """The MAML paper's "pretrained" baseline: TRPO on the pooled training tasks.
+
+    It trains with no inner step, and at meta-test it is fine-tuned with the
+    very same inner step as MAML (``inner_lr``), which is the fair comparison.
+    """
+
+    name = "multitask-trpo"
+    Config = MultiTaskTRPOConfig

@@ -1,0 +1,1 @@
+"""Speed benchmarks run by `metarl bench <name>`, outside the test suite."""

@@ -1,0 +1,105 @@
+"""The meta-test protocol: adaptation curves of a trained agent on held-out tasks.
+
+For each evaluation seed, draw ``n_tasks`` tasks of ``split`` and ask the agent
+for ``rounds + 1`` rounds of episodes (round 0 before any adaptation; a round is
+one gradient step on fresh episodes for gradient-based agents, one more episode
+of the trial for RL²). Each (task, round) becomes one :class:`CurveRow`.
+
+For Meta-World families this is Meta-World's own protocol: an episode succeeds
+if any step succeeds, and the headline number is the success rate after
+adaptation; the JSON's ``meta`` says so.
+
+Baselines run on the *same* tasks with the *same* environment-step budget
+(the agent's cumulative ``env_steps`` at each round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl.envs.base import EnvSpecError, Task, check_split
+from metarl.evaluation.curves import CurveRow, curve_meta, write_curves
+from metarl.sampling import Episodes
+
+BASELINES = ("random", "ppo-scratch", "pretrained-finetune")
+
+
+def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, rounds: Sequence[Episodes],
+                     has_success: bool) -> list[CurveRow]:
+    """One row per (task, round); ``env_steps`` counts the steps of earlier rounds on that task."""
+    rows: list[CurveRow] = []
+    spent = np.zeros(rounds[0].n_tasks, dtype=np.int64)
+    for k, episodes in enumerate(rounds):
+        returns = episodes.returns.double().numpy()
+        success = episodes.success.double().numpy() if has_success else None
+        for i in range(episodes.n_tasks):
+            rows.append(CurveRow.from_episodes(
+                method=method, run=run, family=family, split=split, seed=seed, task=i, round=k,
+                env_steps=int(spent[i]), returns=returns[i],
+                successes=None if success is None else success[i]))
+        spent += episodes.lengths.sum(dim=1).numpy()
+    return rows
+
+
+def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
+               episodes_per_round: int) -> list[CurveRow]:
+    episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
+    return rows_from_rounds(method, run, agent.family.name, split, seed, episodes, agent.family.has_success)
+
+
+def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
+    """Mean env steps per round of the agent: the budget baselines get."""
+    by_round: dict[int, list[int]] = {}
+    for r in rows:
+        by_round.setdefault(r.round, []).append(r.env_steps)
+    return [int(round(float(np.mean(by_round[k])))) for k in sorted(by_round)]
+
+
+def evaluate_agent(
+    agent: Any,
+    *,
+    run: str,
+    out_dir: str | Path,
+    split: str = "test",
+    n_tasks: int = 10,
+    rounds: int = 3,
+    episodes_per_round: int = 10,
+    seeds: Sequence[int] = (0,),
+    baselines: Sequence[str] = (),
+    pretrained: Any | None = None,
+    progress: bool = True,
+) -> tuple[Path, Path, list[CurveRow]]:
+    """Curves of ``agent`` (and baselines) written to ``out_dir/curves.{csv,json}``."""
+    check_split(split)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise EnvSpecError(f"unknown baseline(s) {unknown}; allowed: {', '.join(BASELINES)}")
+    if "pretrained-finetune" in baselines and pretrained is None:
+        raise EnvSpecError("baseline 'pretrained-finetune' needs --pretrained RUN_DIR (a multitask-trpo run)")
+    from metarl.evaluation.baselines import ppo_scratch_baseline, random_baseline
+
+    family = agent.family
+    rows: list[CurveRow] = []
+    for seed in seeds:
+        tasks = family.sample(n_tasks, rng=seed, split=split)
+        mine = agent_rows(agent, tasks, method=agent.name, run=run, split=split, seed=seed, rounds=rounds,
+                          episodes_per_round=episodes_per_round)
+        rows += mine
+        if "random" in baselines:
+            rows += random_baseline(family, tasks, rounds, episodes_per_round, seed, run=run)
+        if "pretrained-finetune" in baselines:
+            rows += agent_rows(pretrained, tasks, method="pretrained-finetune", run=run, split=split, seed=seed,
+                               rounds=rounds, episodes_per_round=episodes_per_round)
+        if "ppo-scratch" in baselines:
+            rows += ppo_scratch_baseline(family, tasks, budgets_of(mine), episodes_per_round, seed, run=run,
+                                         progress=progress)
+    meta = curve_meta(family.name, agent=agent.name, split=split, n_tasks=n_tasks, rounds=rounds,
+                      episodes_per_round=episodes_per_round, seeds=list(seeds), baselines=list(baselines),
+                      round_definition="one inner gradient step on fresh episodes" if hasattr(agent, "adapt")
+                      else "one more episode of the trial")
+    csv_path, json_path = write_curves(rows, out_dir, meta)
+    return csv_path, json_path, rows

@@ -1,0 +1,187 @@
+"""``process``: one worker process per core, each stepping many envs.
+
+Why this shape: on a few cores, one process per env (gymnasium's
+``AsyncVectorEnv``) spends more time in IPC than in physics. Here each worker
+owns a contiguous block of slots; the driver batches policy inference for all
+slots, writes actions into one shared-memory block, and a one-byte-ish
+message per worker per step says "go". Workers write results into the same
+block, so no arrays are pickled per step.
+
+Robustness: the driver waits on the pipes *and* on the process sentinels, so
+a worker killed from outside is reported at once (never a hang); an optional
+``timeout`` bounds a step. Any failure other than a clean env error, and any
+``KeyboardInterrupt``, tears all workers down; the next ``sample`` restarts them.
+Workers are daemonic and exit when the driver's pipe closes, so they never
+outlive the driver.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from metarl.envs import Task
+from metarl.sampling.backend import Backend, partition
+from metarl.sampling.buffers import Layout, SharedBlock, StepBuffers
+from metarl.sampling.errors import RemoteFailure, SamplerError
+from metarl.sampling.worker import process_worker_main
+
+#: Seconds a fresh worker may take to import gymnasium/MuJoCo and build its family.
+START_TIMEOUT = 180.0
+
+
+class ProcessBackend(Backend):
+    name = "process"
+
+    def __init__(self, spec: str, workers: int, horizon: int | None = None, *, start_method: str = "spawn",
+                 timeout: float | None = None) -> None:
+        self.spec, self.workers, self.horizon, self.timeout = spec, workers, horizon, timeout
+        self._ctx = mp.get_context(start_method)
+        self._procs: list[mp.process.BaseProcess] = []
+        self._conns: list[Connection] = []
+        self._shm: SharedBlock | None = None
+        self._buf: StepBuffers | None = None
+        self._ranges: list[tuple[int, int]] = []
+        self.pids: list[int] = []
+        self._start()
+
+    # -- lifecycle ----------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            for i in range(self.workers):
+                parent, child = self._ctx.Pipe()
+                proc = self._ctx.Process(target=process_worker_main, args=(child, self.spec, i, self.horizon),
+                                         name=f"metarl-sampler-{i}", daemon=True)
+                proc.start()
+                child.close()
+                self._procs.append(proc)
+                self._conns.append(parent)
+            self.pids = self._gather(START_TIMEOUT, "starting")
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _shutdown(self) -> None:
+        """Stop every worker: ask, then terminate, then kill; never leaves a child behind."""
+        for conn in self._conns:
+            try:
+                conn.send(("close", ()))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 2.0
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            proc.close()
+        for conn in self._conns:
+            conn.close()
+        self._procs, self._conns, self.pids = [], [], []
+        self._drop_shm()
+
+    def _drop_shm(self) -> None:
+        if self._buf is not None:
+            self._buf.release()
+            self._buf = None
+        if self._shm is not None:
+            self._shm.close()
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass
+            self._shm = None
+
+    def close(self) -> None:
+        self._shutdown()
+
+    # -- messaging ----------------------------------------------------------------
+    def _gather(self, timeout: float | None, what: str) -> list[Any]:
+        """Wait for one reply per worker; a dead worker or a timeout is an error, not a hang."""
+        pending = dict(enumerate(self._conns))
+        sentinels = {proc.sentinel: i for i, proc in enumerate(self._procs)}
+        results: list[Any] = [None] * len(self._conns)
+        failures: list[RemoteFailure] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([*pending.values(), *(p.sentinel for i, p in enumerate(self._procs) if i in pending)],
+                         remaining)
+            if not ready:
+                names = ", ".join(f"process worker {i} (pid {self._procs[i].pid})" for i in pending)
+                self._shutdown()
+                raise SamplerError(f"{names} did not answer within {timeout} s while {what}; "
+                                   "all workers were stopped (the next sample call restarts them)")
+            for obj in ready:
+                i = sentinels.get(obj) if not isinstance(obj, Connection) else self._conns.index(obj)
+                if i is None or i not in pending:
+                    continue
+                conn = self._conns[i]
+                try:
+                    if isinstance(obj, Connection) or conn.poll():
+                        status, payload = conn.recv()
+                        del pending[i]
+                        if status == "ok":
+                            results[i] = payload
+                        else:
+                            failures.append(payload)
+                        continue
+                except (EOFError, OSError):
+                    pass
+                self._died(i, what)
+        if failures:
+            raise failures[0].to_error()
+        return results
+
+    def _died(self, i: int, what: str) -> None:
+        proc = self._procs[i]
+        proc.join(1.0)
+        code = proc.exitcode
+        how = f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else \
+            f"exited with code {code}"
+        name = f"process worker {i} (pid {proc.pid})"
+        self._shutdown()
+        raise SamplerError(f"{name} {how} while {what}; all workers were stopped "
+                           "(the next sample call restarts them)", worker=name)
+
+    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
+        try:
+            for i, (conn, msg) in enumerate(zip(self._conns, messages, strict=True)):
+                try:
+                    conn.send(msg)
+                except OSError:  # broken pipe: the worker is gone
+                    self._died(i, what)
+            return self._gather(timeout, what)
+        except SamplerError:
+            raise
+        except BaseException:  # KeyboardInterrupt, broken pipe: state unknown, so stop everything
+            self._shutdown()
+            raise
+
+    # -- backend contract ---------------------------------------------------------
+    def configure(self, tasks: Sequence[Task], labels: Sequence[str], layout: Layout) -> StepBuffers:
+        if not self._procs:
+            self._start()
+        if self._shm is None or self._shm.size < layout.nbytes():
+            self._drop_shm()
+            self._shm = SharedBlock(create=True, size=max(layout.nbytes(), 64))
+        self._buf = StepBuffers.allocate(layout, self._shm.buf)
+        self._ranges = partition(len(tasks), self.workers)
+        msgs = [("configure", (list(tasks[lo:hi]), list(labels[lo:hi]), layout, lo, self._shm.name))
+                for lo, hi in self._ranges]
+        self._broadcast(msgs, "building envs", START_TIMEOUT if self.timeout is None else max(self.timeout, 60.0))
+        return self._buf
+
+    def reset(self) -> None:
+        self._broadcast([("reset", ())] * self.workers, "resetting envs", self.timeout)
+
+    def step(self) -> None:
+        self._broadcast([("step", ())] * self.workers, "stepping envs", self.timeout)

@@ -1,0 +1,329 @@
+"""The sampler: tasks + actor -> :class:`Episodes`, on any backend.
+
+The loop below is the only place that knows about trials, episodes and the
+output layout; backends only step envs (see :mod:`metarl.sampling.backend`).
+Per step it does one batched ``actor.act`` for every (task, slot) env, one
+torch<->numpy conversion each way, and a few vectorized numpy writes into
+preallocated output arrays: that is what keeps ``serial`` within a few percent
+of a bare ``env.step`` loop.
+
+Determinism: the reset seed of episode ``j`` of task row ``i`` is a hash of
+``(seed, i, j)``, the actor's noise comes from ``torch.Generator().manual_seed(seed)``
+and inference runs in the driver on the same batch shape whatever the
+backend, so one seed gives bit-identical Episodes on ``serial``, ``process`` and ``ray``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from metarl.envs import Task, TaskFamily, make_family
+from metarl.sampling.actor import Actor
+from metarl.sampling.backend import Backend
+from metarl.sampling.buffers import Layout
+from metarl.sampling.episodes import Episodes
+from metarl.sampling.errors import SamplerConfigError, SamplerError
+
+BACKENDS = ("serial", "process", "ray")
+_MASK64 = np.uint64(2**64 - 1)
+
+
+def episode_seeds(seed: int, n_tasks: int, n_episodes: int) -> np.ndarray:
+    """``[n_tasks, n_episodes]`` reset seeds in ``[0, 2**31)``, a splitmix64 hash of ``(seed, row, episode)``.
+
+    Vectorized (no per-episode ``SeedSequence``) because it runs every call.
+    """
+    rows = np.arange(n_tasks, dtype=np.uint64)[:, None]
+    eps = np.arange(n_episodes, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        z = (np.uint64(seed & (2**64 - 1)) * np.uint64(0x9E3779B97F4A7C15)
+             + rows * np.uint64(0xBF58476D1CE4E5B9) + eps * np.uint64(0x94D049BB133111EB) + np.uint64(1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(33)).astype(np.int64)
+
+
+class Sampler:
+    """Collects Episodes for a batch of tasks; a context manager (``close`` stops workers).
+
+    Build it with :func:`make_sampler`. Envs are kept between calls and
+    re-targeted to new tasks in place.
+    """
+
+    def __init__(self, family: TaskFamily, backend: Backend, max_episode_steps: int | None = None) -> None:
+        self.family, self.backend = family, backend
+        self.horizon = int(max_episode_steps or family.horizon)
+        self.steps_collected = 0
+        self._closed = False
+        self._finalizer = weakref.finalize(self, backend.close)
+        act = family.action_space
+        if isinstance(act, gym.spaces.Discrete):
+            self._act_shape, self._act_dtype, self._low, self._high = (), "int64", None, None
+        elif isinstance(act, gym.spaces.Box):
+            self._act_shape, self._act_dtype = tuple(act.shape), "float32"
+            low, high = act.low.astype(np.float32), act.high.astype(np.float32)
+            bounded = np.isfinite(low).any() or np.isfinite(high).any()
+            self._low, self._high = (low, high) if bounded else (None, None)
+        else:
+            raise SamplerConfigError(f"{family.name}: action space {act} is not supported; allowed: Box, Discrete")
+        self._obs_shape = tuple(family.observation_space.shape)
+
+    @property
+    def workers(self) -> int:
+        return self.backend.workers
+
+    def __repr__(self) -> str:
+        return f"Sampler({self.family.name!r}, {self.backend.describe()}, horizon={self.horizon})"
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop workers / actors and close envs; safe to call twice."""
+        self._closed = True
+        self._finalizer()
+
+    # -- collection -----------------------------------------------------------------------
+    def sample(self, tasks: Sequence[Task], actor: Actor, episodes_per_task: int, *, episodes_per_trial: int = 1,
+               seed: int | None = None) -> Episodes:
+        """Run ``episodes_per_task`` episodes of every task; returns ``[T, E, H, ...]`` Episodes.
+
+        The episodes of a task are grouped into trials of ``episodes_per_trial``
+        consecutive episodes on one env slot; the actor state starts from
+        ``actor.initial_state`` at each trial start and carries across the trial's
+        episodes. ``seed`` fixes env resets and the actor's noise (``None``: a fresh one).
+        """
+        if self._closed:
+            raise SamplerError(f"{self!r} is closed; create a new sampler")
+        tasks = list(tasks)
+        self._check_request(tasks, episodes_per_task, episodes_per_trial)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+        try:
+            with torch.no_grad():
+                return self._collect(tasks, actor, episodes_per_task, episodes_per_trial, int(seed))
+        except SamplerError:
+            raise
+        except BaseException:
+            # An interrupt or an actor error mid-step: a remote backend may hold
+            # unanswered messages, so restart its workers on the next call.
+            if self.backend.name != "serial":
+                self.backend.close()
+            raise
+
+    def _check_request(self, tasks: list[Task], episodes_per_task: int, episodes_per_trial: int) -> None:
+        if not tasks:
+            raise SamplerConfigError("tasks is empty; pass at least one Task (family.sample(n, rng))")
+        for name, val in (("episodes_per_task", episodes_per_task), ("episodes_per_trial", episodes_per_trial)):
+            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+                raise SamplerConfigError(f"{name}={val!r} is invalid; allowed: an integer >= 1")
+        if episodes_per_task % episodes_per_trial:
+            raise SamplerConfigError(f"episodes_per_task={episodes_per_task} is not a multiple of "
+                                     f"episodes_per_trial={episodes_per_trial}; allowed: k * {episodes_per_trial}")
+        wrong = [t for t in tasks if not isinstance(t, Task) or t.family != self.family.name]
+        if wrong:
+            raise SamplerConfigError(f"task {wrong[0]!r} is not a task of family {self.family.name!r}; "
+                                     f"allowed: tasks from make_family({self.family.name!r}).sample(...)")
+        n_envs = len(tasks) * (episodes_per_task // episodes_per_trial)
+        if n_envs < self.backend.workers:
+            raise SamplerConfigError(
+                f"workers={self.backend.workers} is more than the {n_envs} envs of this batch "
+                f"({len(tasks)} tasks x {episodes_per_task // episodes_per_trial} trials); "
+                f"allowed: workers <= {n_envs} (or sample more tasks/trials)")
+
+    def _collect(self, tasks: list[Task], actor: Actor, episodes_per_task: int, per_trial: int,
+                 seed: int) -> Episodes:
+        T, E, H = len(tasks), per_trial, self.horizon
+        S = episodes_per_task // E
+        N = T * S
+        obs_shape, act_shape = self._obs_shape, self._act_shape
+        slot_row = np.repeat(np.arange(T), S)
+        slot_col0 = np.tile(np.arange(S), T) * E  # column of the slot's first episode
+        slot_seeds = episode_seeds(seed, T, S * E).reshape(N, E)
+
+        buf = self.backend.configure([tasks[r] for r in slot_row],
+                                     [f"task row {r}, trial {c // E}" for r, c in zip(slot_row, slot_col0)],
+                                     Layout(N, obs_shape, act_shape, self._act_dtype))
+        buf.next_seed[:] = slot_seeds[:, 0]
+        self.backend.reset()
+
+        # Outputs, preallocated; filled by fancy indexing with (row, column, time) per active slot.
+        out_obs = np.zeros((T, S * E, H, *obs_shape), np.float32)
+        out_act = np.zeros((T, S * E, H, *act_shape), self._act_dtype)
+        out_rew = np.zeros((T, S * E, H), np.float32)
+        out_logp = np.zeros((T, S * E, H), np.float32)
+        out_term = np.zeros((T, S * E, H), bool)
+        out_trunc = np.zeros((T, S * E, H), bool)
+        out_last = np.zeros((T, S * E, *obs_shape), np.float32)
+        lengths = np.zeros((T, S * E), np.int64)
+        success = np.zeros((T, S * E), bool)
+        out_info: dict[str, np.ndarray] = {}
+
+        ep = np.zeros(N, np.int64)  # episode within the trial
+        t = np.zeros(N, np.int64)  # step within the episode
+        active = np.ones(N, bool)
+        episode_start = np.ones(N, bool)
+        buf.next_seed[:] = slot_seeds[:, 1] if E > 1 else -1
+        generator = torch.Generator().manual_seed(seed)
+        state = actor.initial_state(T, S)
+        low, high = self._low, self._high
+
+        lockstep = True  # every slot at the same (episode, step): write with slices, not fancy indexing
+        while True:
+            obs = buf.obs.copy()  # the actor may keep it; the buffer is overwritten next step
+            actions, log_probs, state, extras = actor.act(
+                torch.from_numpy(obs).view(T, S, *obs_shape), state,
+                torch.from_numpy(episode_start).view(T, S), generator)  # a fresh array each step
+            a_np = actions.detach().reshape(N, *act_shape).cpu().numpy()
+            if lockstep:
+                at = _Slices(T, S, E, int(ep[0]), int(t[0]))
+            else:
+                idx = np.flatnonzero(active)
+                at = _Gather(idx, slot_row[idx], slot_col0[idx] + ep[idx], t[idx])
+            at.put(out_obs, obs)
+            at.put(out_act, a_np)
+            at.put(out_logp, log_probs.detach().reshape(N).cpu().numpy())
+            for key, val in extras.items():
+                v = val.detach().reshape(N, *val.shape[2:]).cpu().numpy()
+                if key not in out_info:
+                    out_info[key] = np.zeros((T, S * E, H, *v.shape[1:]), v.dtype)
+                at.put(out_info[key], v)
+
+            if low is not None:
+                np.clip(a_np, low, high, out=buf.actions)
+            else:
+                buf.actions[...] = a_np
+            buf.active[:] = active
+            self.backend.step()
+
+            at.put(out_rew, buf.reward)
+            at.put(out_term, buf.terminated)
+            at.put(out_trunc, buf.truncated)
+            at.put_any(success, buf.success)
+            done = (buf.terminated | buf.truncated) & active
+            if lockstep:
+                t += 1
+                self.steps_collected += N
+            else:
+                t[at.idx] += 1
+                self.steps_collected += at.idx.size
+            d = np.flatnonzero(done)
+            if d.size:
+                lockstep = lockstep and d.size == N
+                r_d, c_d = slot_row[d], slot_col0[d] + ep[d]
+                out_last[r_d, c_d] = buf.final_obs[d]
+                lengths[r_d, c_d] = t[d]
+                ep[d] += 1
+                t[d] = 0
+                active[d[ep[d] >= E]] = False
+                nxt = np.minimum(ep[d] + 1, E - 1)
+                buf.next_seed[d] = np.where(ep[d] + 1 < E, slot_seeds[d, nxt], -1)
+                if not active.any():
+                    break
+            episode_start = done & active
+            rewards = np.where(done | active, buf.reward, np.float32(0))
+            state = actor.observe(state, actions, torch.from_numpy(rewards).view(T, S),
+                                  torch.from_numpy(done).view(T, S))
+
+        mask = (np.arange(H) < lengths[..., None]).astype(np.float32)
+        tt = torch.from_numpy
+        return Episodes(
+            observations=tt(out_obs), actions=tt(out_act), rewards=tt(out_rew), log_probs=tt(out_logp),
+            terminated=tt(out_term), truncated=tt(out_trunc), mask=tt(mask), last_observations=tt(out_last),
+            lengths=tt(lengths), returns=tt((out_rew * mask).sum(-1, dtype=np.float32)), success=tt(success),
+            tasks=tuple(tasks), agent_info={k: tt(v) for k, v in out_info.items()},
+            episodes_per_trial=E, seed=seed)
+
+
+class _Slices:
+    """Where this step's values go when all slots are in lockstep: plain strided slices (fast path).
+
+    Slot ``(task i, trial s)`` at episode ``e`` of its trial writes column ``s * E + e``;
+    for all slots at once that is ``[:, e::E]``.
+    """
+
+    def __init__(self, T: int, S: int, E: int, e: int, t: int) -> None:
+        self.shape, self.cols, self.t = (T, S), slice(e, None, E), t
+
+    def put(self, out: np.ndarray, values: np.ndarray) -> None:
+        out[:, self.cols, self.t] = values.reshape(*self.shape, *values.shape[1:])
+
+    def put_any(self, out: np.ndarray, values: np.ndarray) -> None:
+        out[:, self.cols] |= values.reshape(self.shape)
+
+
+class _Gather:
+    """Where this step's values go once episodes have ended at different steps: one index per active slot."""
+
+    def __init__(self, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray, ts: np.ndarray) -> None:
+        self.idx, self.rows, self.cols, self.ts = idx, rows, cols, ts
+
+    def put(self, out: np.ndarray, values: np.ndarray) -> None:
+        out[self.rows, self.cols, self.ts] = values[self.idx]
+
+    def put_any(self, out: np.ndarray, values: np.ndarray) -> None:
+        out[self.rows, self.cols] |= values[self.idx]
+
+
+def _check_workers(backend: str, workers: int | None) -> None:
+    if workers is None:
+        return
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise SamplerConfigError(f"workers={workers!r} is invalid; allowed: an integer >= 1 (or None: one per core)")
+    if backend == "serial" and workers != 1:
+        raise SamplerConfigError(f"workers={workers} with backend='serial', which runs in-process; allowed: "
+                                 "workers=1 or None, or backend='process'/'ray' for parallel workers")
+
+
+def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int | None = None,
+                 ray_address: str | None = None, *, max_episode_steps: int | None = None,
+                 timeout: float | None = None, start_method: str = "spawn") -> Sampler:
+    """Build a sampler for ``family`` on ``backend`` (``serial``, ``process`` or ``ray``).
+
+    ``workers``: worker processes (``process``, default one per core) or Ray
+    actors (``ray``, default one per cluster CPU). ``ray_address`` joins an
+    existing cluster. ``timeout``: seconds a worker may take for one step before
+    the sampler gives up (``None``: wait as long as workers are alive).
+    ``max_episode_steps`` truncates episodes before the family's horizon.
+    """
+    if backend not in BACKENDS:
+        raise SamplerConfigError(f"backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    _check_workers(backend, workers)
+    if ray_address is not None and backend != "ray":
+        raise SamplerConfigError(f"ray_address={ray_address!r} given with backend={backend!r}; "
+                                 "allowed: ray_address only with backend='ray'")
+    if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
+        raise SamplerConfigError(f"max_episode_steps={max_episode_steps!r} is invalid; allowed: an integer >= 1")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
+        raise SamplerConfigError(f"timeout={timeout!r} is invalid; allowed: seconds > 0, or None")
+    fam = make_family(family) if isinstance(family, str) else family
+    spec = family if isinstance(family, str) else fam.name
+    if backend != "serial" and not isinstance(family, str) and type(make_family(spec)) is not type(fam):
+        raise SamplerConfigError(f"family {fam.name!r} cannot be rebuilt from its name in a worker; "
+                                 "pass the family spec string instead")
+    if backend == "serial":
+        from metarl.sampling.serial import SerialBackend
+
+        impl: Backend = SerialBackend(fam, max_episode_steps)
+    elif backend == "process":
+        from metarl.sampling.process import ProcessBackend
+
+        impl = ProcessBackend(spec, int(workers or os.cpu_count() or 1), max_episode_steps,
+                              start_method=start_method, timeout=timeout)
+    else:
+        from metarl.sampling.ray_backend import RayBackend
+
+        impl = RayBackend(spec, workers, max_episode_steps, address=ray_address, timeout=timeout)
+    return Sampler(fam, impl, max_episode_steps)
