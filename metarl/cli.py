@@ -16,7 +16,8 @@ from metarl import __version__
 
 EXIT_USAGE = 2
 
-BENCHES = {"core": "metarl.bench.core", "sampling": "metarl.bench.sampling"}
+BENCHES = {"core": "metarl.bench.core", "sampling": "metarl.bench.sampling", "rl2": "metarl.bench.rl2",
+           "reptile": "metarl.bench.reptile"}
 
 
 def _env_kwargs(text: str | None) -> dict:
@@ -207,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metarl.envs.base import EnvSpecError
-    from metarl.runs import EXIT_FAILURE, CheckpointError, ConfigError, RunDirError
     from metarl.evaluation.curves import CurveSchemaError
+    from metarl.runs import EXIT_FAILURE, CheckpointError, ConfigError, RunDirError
     from metarl.sampling.errors import SamplerConfigError
 
     parser = build_parser()

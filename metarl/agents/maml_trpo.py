@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, SamplingConfig, episode_stats, space_dims, task_batch
+from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats, space_dims, task_batch
 from metarl.core import MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
 from metarl.core.adaptation import BatchedMode
 from metarl.envs import Task, TaskFamily
