@@ -71,6 +71,10 @@ class MAMLTRPO(MetaAgent):
         self.policy = build_policy(self.family, config.hidden_sizes, config.init_std).to(device)
 
     # -- the algorithm --------------------------------------------------------------------
+    def initial_params(self, n_tasks: int) -> dict[str, torch.Tensor]:
+        """The meta-parameters replicated per task: the starting point of adaptation."""
+        return dict(replicate_params(module_params(self.policy, detach=True), n_tasks))
+
     def collect(self, tasks: Sequence[Task], params: Mapping[str, torch.Tensor] | None, episodes: int,
                 seed: int | None = None) -> Episodes:
         actor = PolicyActor(self.policy, params)
@@ -117,7 +121,7 @@ class MAMLTRPO(MetaAgent):
     # -- meta-test ------------------------------------------------------------------------
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
         """Round ``k`` is scored with the policy after ``k`` inner steps, each on the previous round's episodes."""
-        params = replicate_params(module_params(self.policy, detach=True), len(tasks))
+        params = self.initial_params(len(tasks))
         out: list[Episodes] = []
         for k in range(rounds + 1):
             episodes = self.collect(tasks, params, episodes_per_round, seed=seed + k)

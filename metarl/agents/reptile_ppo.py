@@ -1,0 +1,314 @@
+"""Reptile-PPO (Nichol, Achiam & Schulman 2018, Algorithm 2 "batched"), with PPO as the inner learner.
+
+    require: p(T) over tasks, inner PPO (Schulman et al. 2017), outer step size eps (optionally annealed)
+    initialize theta (policy and value function)
+    for iteration = 0, 1, 2, ...:
+        sample a meta-batch of tasks T_1..T_n ~ p(T)                              # train split
+        theta_i <- theta, fresh Adam state, for all i                             # stacked [n, ...]
+        repeat k times:                                                           # all tasks at once
+            sample episodes D_i on T_i with pi_theta_i                            # fresh episodes each time
+            theta_i <- PPO(theta_i, D_i): epochs x minibatches (same indices for every task),
+                       Adam per task, gradient clipped per task
+        theta <- theta + eps * mean_i(theta_i - theta)                            # batched Reptile step
+
+Meta-test (``meta_test``) runs the very same inner PPO from the learned theta on held-out tasks:
+round ``r`` is scored with the parameters after ``r`` PPO updates, and its episodes are the data
+of update ``r + 1``. This is also what ``metarl evaluate`` plots against SB3 PPO from scratch.
+
+``meta_update: joint`` turns the same loop into plain multi-task PPO (the "pretrained on the
+training tasks, then fine-tuned with the same inner PPO" baseline): every PPO minibatch step
+moves the *shared* parameters with the mean of the per-task gradients, through one Adam whose
+state persists across iterations (checkpointed). Fine-tuning at meta-test is unchanged, so the
+two runs differ only in how the initialization was learned.
+
+Why the inner loop is batched: Adam is elementwise, so one functional Adam on stacked
+``[tasks, ...]`` tensors *is* one Adam per task; only gradient clipping couples a task's
+entries, and :func:`metarl.core.adam_step` clips per task (DESIGN.md section 3). The minibatch
+index order is shared across tasks, so every task sees exactly what its own PPO would see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats
+from metarl.agents.maml_trpo import build_policy
+from metarl.core import (
+    AdamState,
+    adam_init,
+    adam_step,
+    gae,
+    load_params_,
+    masked_mean,
+    module_params,
+    normalize_advantages,
+    ppo_clip_loss,
+    replicate_params,
+    resolve_batched,
+    task_grads,
+)
+from metarl.core.params import Params
+from metarl.envs import Task, TaskFamily
+from metarl.nn import MLPValueFunction
+from metarl.nn.policy import Policy
+from metarl.runs import ENV_STEPS_KEY, param
+from metarl.sampling import Episodes
+
+POLICY, VALUE = "policy.", "value."
+
+
+@dataclass(frozen=True)
+class ReptilePPOConfig(CommonConfig):
+    meta_batch_size: int = param(10, min=1, help="tasks per meta-iteration")
+    inner_updates: int = param(3, min=1, help="PPO updates per task per meta-iteration, each on fresh episodes (k)")
+    episodes_per_update: int = param(10, min=1, help="episodes per task collected for each inner PPO update")
+    ppo_epochs: int = param(4, min=1, help="passes over each update's episodes")
+    minibatch_size: int = param(250, min=1, help="steps per minibatch and task (indices shared across tasks)")
+    inner_lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam step size of the inner PPO")
+    clip: float = param(0.2, min=0.0, exclusive_min=True, help="PPO ratio clip range")
+    vf_coef: float = param(0.5, min=0.0, help="value-loss weight")
+    ent_coef: float = param(0.0, min=0.0, help="entropy-bonus weight")
+    max_grad_norm: float | None = param(0.5, min=0.0, exclusive_min=True, help="per-task gradient clip (null: off)")
+    discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma")
+    gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda")
+    meta_update: str = param("reptile", choices=["reptile", "joint"],
+                             help="reptile: interpolate toward adapted params; joint: multi-task PPO (baseline)")
+    outer_lr: float = param(0.5, min=0.0, max=1.0, exclusive_min=True, help="Reptile outer step size eps")
+    outer_lr_final: float | None = param(None, min=0.0, max=1.0,
+                                         help="anneal eps linearly to this value (null: constant eps)")
+    anneal_iterations: int | None = param(None, min=1, help="iterations of the anneal (null: trainer.iterations)")
+    hidden_sizes: tuple[int, ...] = param((64, 64), min=1, help="policy and value MLP hidden layers")
+    init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
+    batched: str = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the gradients")
+
+
+class PPOBatch(NamedTuple):
+    """One PPO update's data, flattened to ``[tasks, steps, ...]`` (``mask`` 0.0 on padding)."""
+
+    obs: Tensor
+    actions: Tensor
+    old_log_probs: Tensor
+    advantages: Tensor
+    returns: Tensor
+    mask: Tensor
+
+    def take(self, index: Tensor) -> PPOBatch:
+        """The same step indices of every task (a shared minibatch)."""
+        return PPOBatch(*(x[:, index] for x in self))
+
+
+def split_params(params: Mapping[str, Tensor]) -> tuple[Params, Params]:
+    """Joint ``policy.*`` / ``value.*`` dict -> (policy params, value params) without prefixes."""
+    pi = {k[len(POLICY):]: v for k, v in params.items() if k.startswith(POLICY)}
+    vf = {k[len(VALUE):]: v for k, v in params.items() if k.startswith(VALUE)}
+    return pi, vf
+
+
+def reptile_step(meta: Mapping[str, Tensor], adapted: Mapping[str, Tensor], step_size: float) -> Params:
+    """``theta + eps * mean_i(theta_i - theta)``: the batched Reptile update (``adapted`` is ``[tasks, ...]``)."""
+    return {k: theta + step_size * (adapted[k].mean(dim=0) - theta) for k, theta in meta.items()}
+
+
+def annealed(start: float, final: float | None, it: int, horizon: int) -> float:
+    """Reptile's linearly annealed outer step size (``final=None``: constant ``start``)."""
+    if final is None:
+        return start
+    frac = min(it / horizon, 1.0)
+    return (1.0 - frac) * start + frac * final
+
+
+class InnerPPO:
+    """PPO-clip on stacked per-task parameters: the inner learner of Reptile, and its meta-test.
+
+    Parameters are one joint dict (``policy.*`` and ``value.*``), so a single Adam and a
+    single per-task clip cover both networks, as in SB3's PPO (one optimizer over the
+    actor-critic, ``clip_grad_norm_`` over all of it).
+    """
+
+    def __init__(self, policy: Policy, value_fn: nn.Module, config: ReptilePPOConfig) -> None:
+        self.policy, self.value_fn, self.config = policy, value_fn, config
+
+    def values(self, vf: Params, obs: Tensor) -> Tensor:
+        """``V(obs)`` for stacked value params ``[T, ...]`` and obs ``[T, ...]`` (one vmapped call)."""
+        return torch.vmap(lambda p, o: functional_call(self.value_fn, p, (o,)))(vf, obs)
+
+    @torch.no_grad()
+    def batch(self, params: Mapping[str, Tensor], episodes: Episodes) -> PPOBatch:
+        """GAE advantages and value targets from each task's own value function.
+
+        Episodes cut by the horizon are bootstrapped from ``V(last_observation)``;
+        terminated ones are not (:func:`metarl.core.gae`).
+        """
+        cfg = self.config
+        _, vf = split_params(params)
+        eps = episodes.to(next(iter(params.values())).device)
+        values = self.values(vf, eps.observations)
+        last = self.values(vf, eps.last_observations)
+        adv, returns = gae(eps.rewards, values, eps.mask, gamma=cfg.discount, gae_lambda=cfg.gae_lambda,
+                           last_values=last, terminated=eps.terminated.any(dim=-1))
+        flat = lambda x: x.flatten(1, 2)  # noqa: E731 - [T, E, H, ...] -> [T, E*H, ...]
+        return PPOBatch(flat(eps.observations), flat(eps.actions), flat(eps.log_probs), flat(adv), flat(returns),
+                        flat(eps.mask))
+
+    def loss(self, params: Mapping[str, Tensor], mb: PPOBatch) -> Tensor:
+        """One task's PPO loss on one minibatch (no task dim): clip surrogate + value MSE - entropy.
+
+        Advantages are normalized per minibatch and task, as SB3 does; the core's
+        masked reductions expect ``(episodes, time)``, hence the ``[None]``.
+        """
+        cfg = self.config
+        pi, vf = split_params(params)
+        mask = mb.mask[None]
+        dist = self.policy.distribution(pi, mb.obs)
+        adv = normalize_advantages(mb.advantages[None], mask)
+        policy_loss = ppo_clip_loss(dist.log_prob(mb.actions)[None], mb.old_log_probs[None], adv, mask, clip=cfg.clip)
+        value_loss = masked_mean((functional_call(self.value_fn, vf, (mb.obs,)) - mb.returns)[None] ** 2, mask)
+        loss = policy_loss + cfg.vf_coef * value_loss
+        if cfg.ent_coef:
+            loss = loss - cfg.ent_coef * masked_mean(dist.entropy()[None], mask)
+        return loss
+
+    def update(self, params: Mapping[str, Tensor], opt: AdamState, batch: PPOBatch, generator: torch.Generator,
+               *, shared: bool = False) -> tuple[Params, AdamState, dict[str, float]]:
+        """``ppo_epochs`` passes of minibatch Adam steps on every task at once.
+
+        ``params`` lead with the task dim. With ``shared`` they lead with 1 instead (one
+        set for all tasks) and each step uses the mean of the per-task gradients: joint
+        multi-task PPO through the same code.
+        """
+        cfg = self.config
+        n_tasks, n_steps = batch.mask.shape[:2]
+        size = min(cfg.minibatch_size, n_steps)
+        mode = resolve_batched(cfg.batched, batch.obs.device, size)  # type: ignore[arg-type]
+        params = dict(params)
+        losses, norms = [], []
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(n_steps, generator=generator).to(batch.obs.device)
+            for start in range(0, n_steps, size):
+                mb = batch.take(order[start:start + size])
+                stacked = {k: v.expand(n_tasks, *v.shape[1:]) for k, v in params.items()} if shared else params
+                grads, task_losses = task_grads(self.loss, stacked, mb, mode=mode)
+                if shared:
+                    grads = {k: g.mean(dim=0, keepdim=True) for k, g in grads.items()}
+                params, opt, grad_norms = adam_step(params, grads, opt, lr=cfg.inner_lr, max_grad_norm=cfg.max_grad_norm)
+                losses.append(task_losses.mean())
+                norms.append(grad_norms.mean())
+        return params, opt, {"ppo_loss": float(torch.stack(losses).mean()), "grad_norm": float(torch.stack(norms).mean())}
+
+
+class ReptilePPO(MetaAgent):
+    name = "reptile-ppo"
+    Config = ReptilePPOConfig
+
+    def __init__(self, config: ReptilePPOConfig, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        device = torch.device(device)
+        torch.manual_seed(seed)
+        super().__init__(family, seed, device, config.sampling)
+        self.config = config
+        policy = build_policy(self.family, config.hidden_sizes, config.init_std)
+        value_fn = MLPValueFunction(policy.obs_dim, config.hidden_sizes)
+        self.net = nn.ModuleDict({"policy": policy, "value": value_fn}).to(device)  # theta: both networks
+        self.policy = policy
+        self.inner = InnerPPO(policy, value_fn, config)
+        # Joint mode's optimizer over the shared theta; Reptile's outer step needs no state.
+        self.outer_opt: AdamState | None = None
+
+    # -- the algorithm --------------------------------------------------------------------
+    def meta_params(self) -> Params:
+        return module_params(self.net, detach=True)
+
+    def collect(self, tasks: Sequence[Task], params: Mapping[str, Tensor], episodes: int, seed: int) -> Episodes:
+        """Episodes of every task with its own policy parameters (a leading dim of 1 serves all tasks)."""
+        pi, _ = split_params(params)
+        pi = {k: v.expand(len(tasks), *v.shape[1:]) for k, v in pi.items()}
+        return self.sampler.sample(tasks, PolicyActor(self.policy, pi), episodes, seed=seed)
+
+    def adapt(self, params: Mapping[str, Tensor], episodes: Episodes, opt: AdamState | None = None, *,
+              seed: int = 0, shared: bool = False) -> tuple[Params, AdamState]:
+        """One inner PPO update per task on ``episodes``; pass the returned Adam state to the next call."""
+        params, opt, _ = self._ppo_update(params, episodes, opt, seed=seed, shared=shared)
+        return params, opt
+
+    def _ppo_update(self, params: Mapping[str, Tensor], episodes: Episodes, opt: AdamState | None, *, seed: int,
+                    shared: bool) -> tuple[Params, AdamState, dict[str, float]]:
+        opt = adam_init(params) if opt is None else opt
+        generator = torch.Generator().manual_seed(seed)  # minibatch order, replayed exactly on resume
+        return self.inner.update(params, opt, self.inner.batch(params, episodes), generator, shared=shared)
+
+    def inner_loop(self, tasks: Sequence[Task], params: Params, opt: AdamState, *, updates: int, shared: bool = False,
+                   ) -> tuple[Params, AdamState, dict[str, float], int]:
+        """``updates`` rounds of (fresh episodes -> one PPO update); returns params, Adam state, metrics, env steps."""
+        cfg, has_success = self.config, self.family.has_success
+        metrics: dict[str, float] = {}
+        stats: dict[str, float] = {}
+        steps = 0
+        for k in range(updates):
+            episodes = self.collect(tasks, params, cfg.episodes_per_update, seed=self.next_seed())
+            steps += episodes.n_steps
+            metrics.update(episode_stats(episodes, f"inner_{k}_", has_success))
+            params, opt, stats = self._ppo_update(params, episodes, opt, seed=self.next_seed(), shared=shared)
+        metrics.update(stats)  # of the last update
+        return params, opt, metrics, steps
+
+    def train_iteration(self, it: int) -> dict[str, float]:
+        cfg = self.config
+        tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
+        theta = self.meta_params()
+        if cfg.meta_update == "joint":
+            shared = {k: v.unsqueeze(0) for k, v in theta.items()}
+            opt = self.outer_opt or adam_init(shared)
+            shared, self.outer_opt, metrics, steps = self.inner_loop(tasks, shared, opt, updates=cfg.inner_updates,
+                                                                     shared=True)
+            new_theta = {k: v[0] for k, v in shared.items()}
+        else:
+            adapted = {k: v.clone() for k, v in replicate_params(theta, len(tasks)).items()}
+            adapted, _, metrics, steps = self.inner_loop(tasks, adapted, adam_init(adapted), updates=cfg.inner_updates)
+            step_size = annealed(cfg.outer_lr, cfg.outer_lr_final, it, cfg.anneal_iterations or cfg.trainer.iterations)
+            new_theta = reptile_step(theta, adapted, step_size)
+            metrics["outer_lr"] = step_size
+        load_params_(self.net, new_theta)
+        metrics[ENV_STEPS_KEY] = steps
+        metrics.update(self.periodic_eval(it, cfg.eval))
+        return metrics
+
+    # -- meta-test ------------------------------------------------------------------------
+    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
+        """Round ``r`` is scored after ``r`` inner PPO updates from theta, each on the previous round's episodes.
+
+        Seeds derive from ``seed`` only (never the training generator), so evaluating
+        does not change training.
+        """
+        params = {k: v.clone() for k, v in replicate_params(self.meta_params(), len(tasks)).items()}
+        opt = adam_init(params)
+        out: list[Episodes] = []
+        for r in range(rounds + 1):
+            episodes = self.collect(tasks, params, episodes_per_round, seed=seed + r)
+            out.append(episodes)
+            if r < rounds:
+                params, opt = self.adapt(params, episodes, opt, seed=seed * 7919 + r)
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                                 "rng": self.rng.bit_generator.state}
+        if self.outer_opt is not None:
+            state["outer_opt"] = {"step": self.outer_opt.step,
+                                  "exp_avg": {k: v.cpu() for k, v in self.outer_opt.exp_avg.items()},
+                                  "exp_avg_sq": {k: v.cpu() for k, v in self.outer_opt.exp_avg_sq.items()}}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
+        self.rng.bit_generator.state = state["rng"]
+        opt = state.get("outer_opt")
+        self.outer_opt = None if opt is None else AdamState(
+            int(opt["step"]), {k: v.to(self.device) for k, v in opt["exp_avg"].items()},
+            {k: v.to(self.device) for k, v in opt["exp_avg_sq"].items()})

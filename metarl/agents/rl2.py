@@ -1,0 +1,211 @@
+"""RL² (Duan et al. 2016, "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning"), optimized with PPO.
+
+    require: p(T) over tasks, a sequence policy pi_theta (GRU, LSTM or SNAIL) with a value head
+    while not done:
+        sample a batch of tasks T_i ~ p(T)                                   # train split
+        for every task, run trials of n episodes with pi_theta:              # all trials batched
+            input at step t = [o_t, a_{t-1}, r_{t-1}, d_{t-1}]               # d: previous step ended an episode
+            memory carried across the n episodes of a trial, reset at the next trial
+        compute advantages with GAE over each whole trial,                   # the trial is ONE long episode:
+            episode boundaries inside it are not value resets                #   the value of "what I know" carries on
+        for a few epochs, over minibatches of whole trials:
+            theta <- Adam step on PPO-clip loss + value loss - entropy bonus  # full or truncated BPTT
+
+Meta-test: one trial of ``rounds + 1`` episodes per (task, parallel trial); round ``k``
+is its ``k``-th episode, i.e. after ``k`` episodes of experience on the task.
+
+Why GAE across the whole trial: RL² optimizes the *trial* return, so exploring
+in episode 1 is rewarded by what it buys in episodes 2..n. Resetting the value at
+each episode boundary would cut exactly that credit. The trial's end is a true
+termination (memory is wiped), so it is never bootstrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from metarl.agents.base import CommonConfig, MetaAgent, space_dims
+from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials, trial_returns, trial_rounds
+from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
+from metarl.envs import Task, TaskFamily
+from metarl.nn import RecurrentPolicy, SnailPolicy
+from metarl.runs import ENV_STEPS_KEY, ConfigError, param
+from metarl.sampling import Episodes
+
+
+@dataclass(frozen=True)
+class RL2Config(CommonConfig):
+    policy: str = param("gru", choices=["gru", "lstm", "snail"], help="sequence model of the policy")
+    meta_batch_size: int = param(32, min=1, help="tasks per iteration")
+    trials_per_task: int = param(4, min=1, help="parallel trials per task per iteration")
+    trial_episodes: int = param(0, min=0, help="episodes per trial (0: the family's default, e.g. bandit n)")
+    hidden_size: int = param(256, min=1, help="GRU/LSTM hidden units")
+    num_layers: int = param(1, min=1, help="GRU/LSTM layers")
+    snail_embed: int = param(32, min=1, help="SNAIL input embedding width")
+    snail_filters: int = param(32, min=1, help="SNAIL filters per dense block")
+    snail_key_size: int = param(32, min=1, help="SNAIL attention key width")
+    snail_value_size: int = param(32, min=1, help="SNAIL attention value width")
+    init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
+    lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
+    epochs: int = param(4, min=1, help="PPO epochs per iteration")
+    minibatches: int = param(4, min=1, help="minibatches of whole trials per epoch")
+    clip: float = param(0.2, min=0.0, exclusive_min=True, help="PPO clip range")
+    vf_coef: float = param(0.5, min=0.0, help="value loss weight")
+    ent_coef: float = param(0.01, min=0.0, help="entropy bonus weight")
+    max_grad_norm: float = param(1.0, min=0.0, exclusive_min=True, help="global gradient norm clip")
+    discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma over the whole trial")
+    gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda over the whole trial")
+    bptt: int = param(0, min=0, help="truncated BPTT length in steps (0: backprop through whole trials; GRU/LSTM)")
+
+
+def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net:
+    obs_dim, _ = space_dims(family.observation_space)
+    act_dim, discrete = space_dims(family.action_space)
+    if config.policy == "snail":
+        policy: RecurrentPolicy | SnailPolicy = SnailPolicy(
+            obs_dim, act_dim, discrete=discrete, max_len=trial_steps, embed_size=config.snail_embed,
+            filters=config.snail_filters, key_size=config.snail_key_size, value_size=config.snail_value_size,
+            init_std=config.init_std)
+    else:
+        policy = RecurrentPolicy(obs_dim, act_dim, discrete=discrete, hidden_size=config.hidden_size,
+                                 num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
+                                 init_std=config.init_std)
+    return RL2Net(policy)
+
+
+class RL2(MetaAgent):
+    name = "rl2"
+    Config = RL2Config
+
+    def __init__(self, config: RL2Config, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        device = torch.device(device)
+        torch.manual_seed(seed)
+        super().__init__(family, seed, device, config.sampling)
+        if config.bptt and config.policy == "snail":
+            raise ConfigError("bptt: truncated BPTT needs a recurrent policy (gru/lstm); SNAIL attends to the "
+                              "whole trial, set bptt=0")
+        self.config = config
+        self.trial_episodes = config.trial_episodes or self.family.trial_episodes
+        self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+
+    # -- the algorithm --------------------------------------------------------------------
+    def collect(self, tasks: Sequence[Task], trials: int, episodes_per_trial: int, seed: int) -> Episodes:
+        """``trials`` trials per task, each ``episodes_per_trial`` episodes with memory carried across them."""
+        return self.sampler.sample(tasks, RL2Actor(self.net), trials * episodes_per_trial,
+                                   episodes_per_trial=episodes_per_trial, seed=seed)
+
+    def advantages(self, trials: Trials) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """GAE over each whole trial (one long episode, terminal at the trial's end); old values too."""
+        with torch.no_grad():
+            features, _ = self.net.features(trials.inputs)
+            _, values = self.net.heads(features)
+        adv, returns = gae(trials.rewards, values, trials.mask, gamma=self.config.discount,
+                           gae_lambda=self.config.gae_lambda)
+        return normalize_advantages(adv, trials.mask), returns, values
+
+    def minibatch_step(self, trials: Trials, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """One Adam step on PPO's loss over whole trials; with ``bptt`` the trials are cut into segments
+        whose gradients stop at segment starts (the memory itself flows on), accumulated into one step."""
+        cfg = self.config
+        total = trials.mask.sum().clamp(min=1.0)
+        length = trials.mask.shape[1]
+        seg = cfg.bptt or length
+        self.optimizer.zero_grad(set_to_none=True)
+        state: Any = None
+        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
+        for start in range(0, length, seg):
+            sl = slice(start, start + seg)
+            mask = trials.mask[:, sl]
+            weight = mask.sum() / total  # masked means per segment -> one mean over the minibatch
+            features, state = self.net.features(trials.inputs[:, sl], state)
+            state = _detach(state)
+            dist, values = self.net.heads(features)
+            log_probs = dist.log_prob(trials.actions[:, sl])
+            pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
+            vf = 0.5 * masked_mean((values - returns[:, sl]) ** 2, mask)
+            ent = entropy(dist, mask)
+            ((pg + cfg.vf_coef * vf - cfg.ent_coef * ent) * weight).backward()
+            with torch.no_grad():
+                log_ratio = log_probs - trials.log_probs[:, sl]
+                kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mask)
+                clipped = masked_mean(((log_ratio.exp() - 1).abs() > cfg.clip).float(), mask)
+            for key, val in (("policy_loss", pg), ("value_loss", vf), ("entropy", ent), ("approx_kl", kl),
+                             ("clip_frac", clipped)):
+                sums[key] += float(val.detach() * weight)
+        sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm))
+        self.optimizer.step()
+        return sums
+
+    def train_iteration(self, it: int) -> dict[str, float]:
+        cfg = self.config
+        tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
+        episodes = self.collect(tasks, cfg.trials_per_task, self.trial_episodes, seed=self.next_seed())
+        trials = pack_trials(self.net, episodes, self.device)
+        adv, returns, values = self.advantages(trials)
+
+        n = trials.mask.shape[0]
+        n_mb = min(cfg.minibatches, n)
+        logs: list[dict[str, float]] = []
+        for _ in range(cfg.epochs):
+            for idx in torch.from_numpy(self.rng.permutation(n)).to(self.device).tensor_split(n_mb):
+                logs.append(self.minibatch_step(Trials(*(x[idx] for x in trials)), adv[idx], returns[idx]))
+
+        per_trial = trial_returns(episodes)
+        metrics = {key: sum(d[key] for d in logs) / len(logs) for key in logs[0]}
+        metrics.update({
+            "trial_return": float(per_trial.mean()),
+            "first_episode_return": float(episodes.returns[:, 0::self.trial_episodes].mean()),
+            "last_episode_return": float(episodes.returns[:, self.trial_episodes - 1::self.trial_episodes].mean()),
+            "explained_variance": _explained_variance(values, returns, trials.mask),
+            ENV_STEPS_KEY: episodes.n_steps,
+        })
+        metrics.update(self.periodic_eval(it, cfg.eval))
+        return metrics
+
+    # -- meta-test ------------------------------------------------------------------------
+    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
+        """``episodes_per_round`` parallel trials of ``rounds + 1`` episodes per task; round k = episode k."""
+        return trial_rounds(self.collect(tasks, episodes_per_round, rounds + 1, seed=seed))
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "optimizer": _to_cpu(self.optimizer.state_dict()),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
+        self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the params' device
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _detach(state: Any) -> Any:
+    """Stop gradients at a truncated-BPTT segment boundary (GRU tensor or LSTM tuple)."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return tuple(s.detach() for s in state)
+
+
+def _to_cpu(obj: Any) -> Any:
+    """Optimizer state with every tensor on CPU, so checkpoints load on any device."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var[returns - values] / Var[returns] over real steps: how much the value head knows."""
+    real = mask > 0
+    y, v = returns[real], values[real]
+    var = y.var()
+    return float(1 - (y - v).var() / var) if var > 0 else float("nan")

@@ -1,0 +1,205 @@
+"""The RL² network, its sampler actor, and the trial layout both share.
+
+RL² (Duan et al. 2016) puts the whole learning algorithm inside a sequence model,
+so the same network must be run in two ways that have to agree exactly:
+
+* **rollouts**, one step at a time for every env slot (:class:`RL2Actor`,
+  the sampler's :class:`~metarl.sampling.actor.Actor` protocol), feeding back
+  the previous action, reward and done flag, with the memory carried across the
+  episodes of a trial and reset only when a new trial starts;
+* **training**, on whole trials at once (:func:`pack_trials` +
+  :meth:`RL2Net.features`), rebuilding those very inputs from the
+  :class:`~metarl.sampling.Episodes` the rollout produced.
+
+Both derive the inputs of step ``t`` from the outcome of step ``t - 1`` of the same
+trial (nothing at a trial's first step), which is what makes the log-probs of
+training equal to those of the rollout (tested for GRU, LSTM and SNAIL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from metarl.nn import RecurrentPolicy, SnailPolicy
+from metarl.sampling import Episodes
+from metarl.sampling.actor import ActorOutput
+from metarl.sampling.episodes import tensor_fields
+
+SequencePolicy = RecurrentPolicy | SnailPolicy
+
+
+class RL2Net(nn.Module):
+    """A GRU/LSTM or SNAIL policy plus a value head on the same features.
+
+    Why a shared trunk rather than a separate recurrent critic: the value of a
+    trial's state depends on what has been learned about the task so far, which
+    is exactly what the policy's memory encodes; sharing it halves the sequence
+    compute (the dominant cost on CPU) and PPO's combined loss trains both.
+    """
+
+    def __init__(self, policy: SequencePolicy) -> None:
+        super().__init__()
+        self.policy = policy
+        self.recurrent = isinstance(policy, RecurrentPolicy)
+        width = policy.hidden_size if isinstance(policy, RecurrentPolicy) else policy.blocks[-1].out_features
+        self.value = nn.Linear(width, 1)
+
+    @property
+    def discrete(self) -> bool:
+        return self.policy.discrete
+
+    def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
+        return self.policy.make_inputs(obs, prev_action, prev_reward, done)
+
+    def initial_state(self, batch: int) -> Any:
+        """Fresh memory for ``batch`` trials: zero hidden state, or empty SNAIL caches."""
+        return self.policy.initial_state(batch)
+
+    def features(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """Whole sequences ``[B, L, D] -> [B, L, F]`` and the final state (recurrent only).
+
+        ``state`` continues an earlier segment (truncated BPTT); SNAIL always
+        starts from an empty cache, since attention needs the whole history.
+        """
+        if isinstance(self.policy, RecurrentPolicy):
+            return self.policy.rnn(inputs, state)
+        x = inputs
+        for block in self.policy.blocks:
+            x = block(x)
+        return x, None
+
+    def step_features(self, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One step ``[B, D] -> [B, F]`` with the carried state (rollouts)."""
+        if isinstance(self.policy, RecurrentPolicy):
+            out, state = self.policy.rnn(inputs.unsqueeze(1), state)
+            return out.squeeze(1), state
+        x, new_state = inputs, []
+        for block, s in zip(self.policy.blocks, state, strict=True):
+            x, s = block.step(x, s)
+            new_state.append(s)
+        return x, tuple(new_state)
+
+    def heads(self, features: Tensor) -> tuple[Distribution, Tensor]:
+        """Action distribution and value estimate from features ``[..., F]``."""
+        dist = self.policy.head.distribution(self.policy.head(features))
+        return dist, self.value(features).squeeze(-1)
+
+
+class TrialState(NamedTuple):
+    """Per-slot actor state: the network memory plus what RL² feeds back next step."""
+
+    memory: Any
+    prev_action: Tensor  #: ``[N]`` int64 (-1: none yet) or ``[N, act_dim]`` float
+    prev_reward: Tensor  #: ``[N]``
+    prev_done: Tensor  #: ``[N]`` 1.0 when the previous step ended an episode
+
+
+def first_prev_action(net: RL2Net, shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
+    """The "no previous action" placeholder of a trial's first step (one-hot of -1 is all zeros)."""
+    if net.discrete:
+        return torch.full(shape, -1, dtype=torch.long, device=device)
+    return torch.zeros(*shape, net.policy.action_dim, device=device)
+
+
+class RL2Actor:
+    """Steps an :class:`RL2Net` for all ``T x S`` env slots; one trial per slot.
+
+    The sampler calls :meth:`initial_state` at the start of every batch of
+    trials, so memory is reset between trials and carried across the episodes
+    within one (the done flag tells the network an episode ended). Sampling
+    happens on CPU with the sampler's generator, so a seed gives the same
+    actions whatever device the network runs on.
+    """
+
+    def __init__(self, net: RL2Net, *, deterministic: bool = False) -> None:
+        self.net, self.deterministic = net, deterministic
+        self.device = next(net.parameters()).device
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> TrialState:
+        n = n_tasks * n_slots
+        zeros = torch.zeros(n, device=self.device)
+        return TrialState(self.net.initial_state(n), first_prev_action(self.net, (n,), self.device), zeros, zeros)
+
+    def act(self, obs: Tensor, state: TrialState, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        t, s = obs.shape[:2]
+        x = self.net.make_inputs(obs.reshape(t * s, -1).to(self.device), state.prev_action, state.prev_reward,
+                                 state.prev_done)
+        features, memory = self.net.step_features(x, state.memory)
+        head = self.net.policy.head
+        out = tuple(o.cpu() for o in head(features))
+        actions = head.sample(out, deterministic=self.deterministic, generator=generator)
+        log_probs = head.distribution(out).log_prob(actions)
+        return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s), state._replace(memory=memory),
+                           {})
+
+    def observe(self, state: TrialState, actions: Tensor, rewards: Tensor, dones: Tensor) -> TrialState:
+        n = rewards.numel()
+        return state._replace(prev_action=actions.reshape(n, *actions.shape[2:]).to(self.device),
+                              prev_reward=rewards.reshape(n).float().to(self.device),
+                              prev_done=dones.reshape(n).float().to(self.device))
+
+
+class Trials(NamedTuple):
+    """Whole trials as the network saw them: ``[B, L, ...]``, real steps first, then padding."""
+
+    inputs: Tensor  #: ``[B, L, D]`` RL² inputs (obs, previous action/reward/done)
+    actions: Tensor
+    rewards: Tensor
+    log_probs: Tensor  #: as produced during the rollout
+    mask: Tensor  #: ``[B, L]`` 1.0 on real steps (a prefix of each row)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.mask.sum())
+
+
+def _shift(x: Tensor, first: Tensor) -> Tensor:
+    """``x`` delayed by one step along dim 1, ``first`` in front: the "previous" of each step."""
+    return torch.cat([first, x[:, :-1]], dim=1)
+
+
+def pack_trials(net: RL2Net, episodes: Episodes, device: torch.device) -> Trials:
+    """Episodes ``[T, S*E, H]`` -> one row per trial with its real steps in time order.
+
+    Episodes end at different steps, so each trial's ``E x H`` grid has padding
+    holes; a stable sort moves the real steps to the front (the order the actor
+    saw them) and the padding to the back, where the causal network ignores it.
+    """
+    eps = episodes.to(device)
+    n_trials, length = eps.n_tasks * eps.n_trials, eps.episodes_per_trial * eps.horizon
+    mask = eps.mask.reshape(n_trials, length)
+    order = torch.argsort((mask == 0).to(torch.int8), dim=1, stable=True)
+
+    def packed(x: Tensor) -> Tensor:
+        x = x.reshape(n_trials, length, *x.shape[3:])
+        idx = order.view(n_trials, length, *([1] * (x.dim() - 2))).expand_as(x)
+        return torch.gather(x, 1, idx)
+
+    mask, actions, rewards = packed(eps.mask), packed(eps.actions), packed(eps.rewards)
+    dones = packed(eps.dones.float()) * mask
+    obs = packed(eps.observations).reshape(n_trials, length, -1)
+    first_action = first_prev_action(net, (n_trials, 1), device)
+    zero = torch.zeros(n_trials, 1, device=device)
+    inputs = net.make_inputs(obs, _shift(actions, first_action), _shift(rewards * mask, zero), _shift(dones, zero))
+    return Trials(inputs, actions, rewards * mask, packed(eps.log_probs), mask)
+
+
+def trial_rounds(episodes: Episodes) -> list[Episodes]:
+    """Split trials of ``E`` episodes into ``E`` rounds: round ``k`` = episode ``k`` of every trial.
+
+    This is how a context-based agent's adaptation curve is read: the ``k``-th
+    episode of a trial was played after ``k`` episodes of experience on the task.
+    """
+    e = episodes.episodes_per_trial
+    return [replace(episodes, episodes_per_trial=1, agent_info={n: v[:, k::e] for n, v in episodes.agent_info.items()},
+                    **{n: getattr(episodes, n)[:, k::e] for n in tensor_fields()}) for k in range(e)]
+
+
+def trial_returns(episodes: Episodes) -> Tensor:
+    """Total undiscounted reward of each trial, ``[T, n_trials]`` (the RL² papers' headline number)."""
+    return episodes.returns.view(episodes.n_tasks, episodes.n_trials, episodes.episodes_per_trial).sum(-1)
