@@ -54,7 +54,7 @@ def run_demo(seed: int = 0, root: str | Path = "runs") -> int:
     from metarl.evaluation.protocol import evaluate_agent
 
     tour(seed)
-    print("\n2/3  Training MAML-TRPO on point-nav (30 iterations, ~1-3 minutes on 2 cores)\n")
+    print("\n2/3  Training MAML-TRPO on point-nav (30 iterations, a few minutes on 2 cores)\n")
     outcome = train("maml-trpo", "point-nav", overrides=DEMO_TRAINING, seed=seed, root=root)
     if outcome.result.exit_code != 0:
         return outcome.result.exit_code

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from metarl.envs import make_family
-from metarl.sampling import Episodes, GRUActor, SamplerConfigError, SamplerError, make_sampler
+from metarl.sampling import (
+    Episodes,
+    GRUActor,
+    MLPPolicy,
+    SamplerConfigError,
+    SamplerError,
+    TaskParamsActor,
+    make_sampler,
+    stack_params,
+)
 from tests.sampling_faulty_envs import spec, tasks_with
 from tests.test_sampling_helpers import CounterActor, constant_actor, random_actor
 
@@ -93,6 +102,18 @@ def test_gru_actor_matches_a_manual_unroll_over_the_trial(toy) -> None:
                     assert torch.allclose(ep.agent_info["mean"][row, c, t], mean, atol=1e-6), (row, c, t)
                     done = float(ep.terminated[row, c, t] or ep.truncated[row, c, t])
                     prev = torch.cat([ep.actions[row, c, t], ep.rewards[row, c, t, None], torch.tensor([done])])[None]
+
+
+def test_hand_batched_mlp_equals_vmap_functional_call() -> None:
+    torch.manual_seed(0)
+    policy = MLPPolicy(5, make_family("ml1-reach").action_space, hidden=(16, 8))
+    params = {k: v + 0.1 * torch.randn_like(v) for k, v in stack_params(policy, 3).items()}
+    obs = torch.randn(3, 4, 5)
+    fast = TaskParamsActor(policy, params)._forward(params, obs)
+    slow = TaskParamsActor(policy, params, use_vmap=True)._forward(params, obs)
+    loop = torch.stack([torch.func.functional_call(policy, {k: v[i] for k, v in params.items()}, (obs[i],))
+                        for i in range(3)])
+    assert torch.allclose(fast, slow, atol=1e-6) and torch.allclose(fast, loop, atol=1e-6)
 
 
 def test_same_seed_same_batch_other_seed_differs(toy) -> None:

@@ -147,6 +147,7 @@ class InnerPPO:
         """
         cfg = self.config
         _, vf = split_params(params)
+        vf = {k: v.expand(episodes.n_tasks, *v.shape[1:]) for k, v in vf.items()}  # shared (joint) params: 1 -> T
         eps = episodes.to(next(iter(params.values())).device)
         values = self.values(vf, eps.observations)
         last = self.values(vf, eps.last_observations)

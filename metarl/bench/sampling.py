@@ -33,9 +33,16 @@ RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 #: family -> (tasks, episodes per task): about 4,000 to 16,000 steps per measurement.
 FULL = {"point-nav": (10, 8), "halfcheetah-vel": (5, 4), "ml1-reach": (8, 2)}
 QUICK = {"point-nav": (4, 2), "halfcheetah-vel": (2, 2), "ml1-reach": (2, 1)}
-#: Contenders that run entirely in this process: their CPU time (``time.process_time``) is
-#: also reported, a rate that other jobs on the machine disturb much less than wall time.
-IN_PROCESS = ("bare loop", "serial")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (0 where /proc is unavailable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bare_loop(family, tasks, actor, episodes_per_task: int, seed: int) -> Callable[[], int]:
@@ -119,14 +126,19 @@ def bench_family(spec: str, n_tasks: int, eps: int, contenders: list[tuple[str, 
             print(f"  {label}: started and warmed up in {time.perf_counter() - t0:.1f} s", flush=True)
         runs["bare loop"]()
         rates: dict[str, list[float]] = {k: [] for k in runs}
-        cpu_rates: dict[str, list[float]] = {k: [] for k in IN_PROCESS if k in runs}
+        cpu_rates: dict[str, list[float]] = {k: [] for k in runs}
+        pids = {label: list(getattr(s.backend, "pids", [])) for (label, _, _), s in zip(contenders, samplers)}
         for _ in range(repeats):
             for label, run in runs.items():
+                workers = pids.get(label, [])
+                w0 = [cpu_seconds(p) for p in workers]
                 t0, c0 = time.perf_counter(), time.process_time()
                 steps = run()
                 rates[label].append(steps / (time.perf_counter() - t0))
-                if label in cpu_rates:
-                    cpu_rates[label].append(steps / (time.process_time() - c0))
+                # Critical-path CPU: the driver's CPU plus the busiest worker's. Workers wait for the
+                # driver's forward and vice versa, so this bounds the wall time on otherwise idle cores.
+                busiest = max((cpu_seconds(p) - w for p, w in zip(workers, w0, strict=True)), default=0.0)
+                cpu_rates[label].append(steps / max(time.process_time() - c0 + busiest, 1e-9))
     finally:
         for s in samplers:
             s.close()
@@ -152,15 +164,20 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Load average at start {tuple(round(x, 2) for x in m['load_average_start'])}, "
         f"at end {tuple(round(x, 2) for x in result['load_average_end'])} (other jobs shared the machine).",
         f"Median of {result['repeats']} interleaved repeats; policy: 2x64 tanh MLP with per-task params "
-        "(vmap over tasks), one batched forward per step for all envs.", "",
-        "| family | envs | contender | steps/s (wall) | x bare loop | x serial | steps/CPU-s | x bare (CPU) |",
+        "(vmap over tasks), one batched forward per step for all envs.",
+        "*steps/critical-path CPU-s* divides steps by the driver's CPU seconds plus the busiest worker's: "
+        "the rate on otherwise idle cores (worker and driver wait for each other, so the wall time is at most "
+        "that sum). It is robust to other jobs on the machine; the wall-clock columns are not: with "
+        "`sched_autogroup` the kernel shares the CPUs per session, so while another session is busy all of "
+        "this run's processes together get about one core, and workers cannot run in parallel.", "",
+        "| family | envs | contender | steps/s (wall) | x bare loop | x serial | steps/critical-path CPU-s | x serial (CPU) |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["families"]:
         sps, cpu = r["steps_per_s"], r["cpu_steps_per_s"]
         for k, v in sps.items():
             xs = f"{v / sps['serial']:.2f}" if "serial" in sps else ""
-            c = f"{cpu[k]:,.0f} | {r['cpu_ratio_to_bare'][k]:.2f}" if k in cpu else " | "
+            c = f"{cpu[k]:,.0f} | {cpu[k] / cpu['serial']:.2f}" if "serial" in cpu else " | "
             lines.append(f"| {r['family']} | {r['envs']} | {k} | {v:,.0f} | {r['ratio_to_bare'][k]:.2f} | {xs} | {c} |")
     lines += ["", "## Targets", ""] + [f"- {t}" for t in targets(result["families"])]
     lines += ["", "## Where inference runs", "", result["inference_note"], ""]
@@ -178,8 +195,10 @@ def targets(families: list[dict[str, Any]]) -> list[str]:
                        f"(target >= 0.9: {ok})")
         if r["family"] == "ml1-reach" and {"serial", "process x2"} <= r["steps_per_s"].keys():
             x = r["steps_per_s"]["process x2"] / r["steps_per_s"]["serial"]
-            out.append(f"{r['family']}: process x2 / serial = {x:.2f} wall (target >= 1.5: "
-                       f"{'met' if x >= 1.5 else 'NOT met'}; needs two otherwise idle cores)")
+            xc = r["cpu_steps_per_s"]["process x2"] / r["cpu_steps_per_s"]["serial"]
+            out.append(f"{r['family']}: process x2 / serial = {x:.2f} wall, {xc:.2f} by critical-path CPU time "
+                       f"(target >= 1.5: {'met' if x >= 1.5 else 'NOT met'} on the wall clock of this run, "
+                       f"{'met' if xc >= 1.5 else 'NOT met'} projected on two idle cores)")
     return out
 
 
@@ -230,9 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec}: {n_tasks} tasks x {eps} episodes", flush=True)
         r = bench_family(spec, n_tasks, eps, contenders, repeats, args.seed)
         for k, v in r["steps_per_s"].items():
-            cpu = (f"  {r['cpu_steps_per_s'][k]:9,.0f} steps/CPU-s  {r['cpu_ratio_to_bare'][k]:5.2f}x bare"
-                   if k in r["cpu_steps_per_s"] else "")
-            print(f"  {k:>11}: {v:9,.0f} steps/s  {r['ratio_to_bare'][k]:5.2f}x bare{cpu}", flush=True)
+            print(f"  {k:>11}: {v:9,.0f} steps/s  {r['ratio_to_bare'][k]:5.2f}x bare   "
+                  f"{r['cpu_steps_per_s'][k]:9,.0f} steps/critical-path-CPU-s", flush=True)
         results.append(r)
     result = {"machine": info, "load_average_end": os.getloadavg(), "repeats": repeats, "quick": args.quick,
               "families": results, "inference": "driver", "inference_note": inference_note(results)}

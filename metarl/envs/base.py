@@ -152,8 +152,12 @@ class TaskFamily(ABC):
         return [Task(self.name, split, i, dict(p)) for i, p in enumerate(params)]
 
 
-class TaskEnv(gym.Env):
-    """Base for metarl's own envs: remembers its task and can switch in place."""
+class Retargetable:
+    """Mixin: an env that remembers its task and can switch to another in place.
+
+    Switching in place matters for MuJoCo and Meta-World, where building a model
+    costs far more than an episode of a cheap task.
+    """
 
     task: Task
 
@@ -165,17 +169,12 @@ class TaskEnv(gym.Env):
         pass
 
 
-class TaskWrapper(gym.Wrapper):
+class TaskEnv(Retargetable, gym.Env):
+    """Base for metarl's own envs."""
+
+
+class TaskWrapper(Retargetable, gym.Wrapper):
     """Base for re-targetable wrappers around an existing gymnasium env."""
-
-    task: Task
-
-    def set_task(self, task: Task) -> None:
-        self.task = task
-        self._apply_task(task)
-
-    def _apply_task(self, task: Task) -> None:  # pragma: no cover - trivial default
-        pass
 
 
 def require(cond: bool, family: str, message: str) -> None:

@@ -6,7 +6,9 @@ moves buffers to where the envs live and runs :class:`EnvStepper` there:
 1. ``configure(tasks, labels, layout)`` -> the driver-side :class:`StepBuffers`
    (slot ``i`` runs ``tasks[i]``);
 2. ``reset()``: every slot resets with the seed in ``buffers.next_seed``;
-3. ``step()``: active slots step with ``buffers.actions``; results land in the buffers;
+3. ``step_start()`` then ``step_wait()``: active slots step with ``buffers.actions``;
+   results land in the buffers. Split in two so the driver records the
+   step's inputs while remote workers step (off the critical path);
 4. ``close()``: idempotent; leaves no processes or actors behind.
 
 Failures raise :class:`SamplerError`. After a worker death, a timeout or an
@@ -36,10 +38,24 @@ class Backend(ABC):
     def reset(self) -> None: ...
 
     @abstractmethod
-    def step(self) -> None: ...
+    def step_start(self) -> None:
+        """Start stepping the active slots; remote backends return at once."""
+
+    @abstractmethod
+    def step_wait(self) -> None:
+        """Wait until the step started by :meth:`step_start` has landed in the buffers."""
+
+    def step(self) -> None:
+        self.step_start()
+        self.step_wait()
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def abort(self) -> None:
+        """Drop workers after an interrupted step (their pipes may hold stale replies); the next
+        ``configure`` starts fresh ones. Unlike ``close``, the backend stays usable."""
+        self.close()
 
     def describe(self) -> str:
         return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"

@@ -17,10 +17,11 @@ outlive the driver.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -148,18 +149,32 @@ class ProcessBackend(Backend):
         how = f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else \
             f"exited with code {code}"
         name = f"process worker {i} (pid {proc.pid})"
+        hint = ("; its stderr shows why (with the 'spawn' start method a script that builds a sampler at "
+                "import time must guard it with `if __name__ == '__main__':`)") if what == "starting" else ""
         self._shutdown()
         raise SamplerError(f"{name} {how} while {what}; all workers were stopped "
-                           "(the next sample call restarts them)", worker=name)
+                           f"(the next sample call restarts them){hint}", worker=name)
 
-    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
-        try:
+    def _send(self, messages: Sequence[tuple[str, tuple]], what: str) -> None:
+        with self._stop_on_interrupt():
             for i, (conn, msg) in enumerate(zip(self._conns, messages, strict=True)):
                 try:
                     conn.send(msg)
                 except OSError:  # broken pipe: the worker is gone
                     self._died(i, what)
+
+    def _receive(self, what: str, timeout: float | None) -> list[Any]:
+        with self._stop_on_interrupt():
             return self._gather(timeout, what)
+
+    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
+        self._send(messages, what)
+        return self._receive(what, timeout)
+
+    @contextlib.contextmanager
+    def _stop_on_interrupt(self) -> Iterator[None]:
+        try:
+            yield
         except SamplerError:
             raise
         except BaseException:  # KeyboardInterrupt, broken pipe: state unknown, so stop everything
@@ -183,5 +198,8 @@ class ProcessBackend(Backend):
     def reset(self) -> None:
         self._broadcast([("reset", ())] * self.workers, "resetting envs", self.timeout)
 
-    def step(self) -> None:
-        self._broadcast([("step", ())] * self.workers, "stepping envs", self.timeout)
+    def step_start(self) -> None:
+        self._send([("step", ())] * self.workers, "stepping envs")
+
+    def step_wait(self) -> None:
+        self._receive("stepping envs", self.timeout)

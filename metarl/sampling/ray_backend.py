@@ -103,6 +103,7 @@ class RayBackend(Backend):
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(RayWorker)
         self._ranges: list[tuple[int, int]] = []
         self._buf: StepBuffers | None = None
+        self._pending: list[Any] = []
         self._start()
 
     # -- lifecycle ----------------------------------------------------------------
@@ -119,6 +120,9 @@ class RayBackend(Backend):
                 pass
         self._actors, self.pids = [], []
 
+    def abort(self) -> None:
+        self._kill_actors()  # keep the Ray session: the next sample call starts new actors
+
     def close(self) -> None:
         self._kill_actors()
         if self._owns_ray and self._ray.is_initialized():
@@ -126,9 +130,18 @@ class RayBackend(Backend):
             self._owns_ray = False
 
     def _call_all(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
+        return self._get(self._submit(messages), what, timeout)
+
+    def _submit(self, messages: Sequence[tuple[str, tuple]]) -> list[Any]:
+        try:
+            return [a.call.remote(cmd, *args) for a, (cmd, args) in zip(self._actors, messages, strict=True)]
+        except BaseException:
+            self._kill_actors()
+            raise
+
+    def _get(self, refs: list[Any], what: str, timeout: float | None) -> list[Any]:
         ray = self._ray
         try:
-            refs = [a.call.remote(cmd, *args) for a, (cmd, args) in zip(self._actors, messages, strict=True)]
             replies = ray.get(refs, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
             self._kill_actors()
@@ -163,10 +176,14 @@ class RayBackend(Backend):
         for (lo, hi), (obs,) in zip(self._ranges, replies, strict=True):
             b.obs[lo:hi] = obs
 
-    def step(self) -> None:
+    def step_start(self) -> None:
         b = self._buf
-        inputs = [tuple(getattr(b, name)[lo:hi] for name in INPUTS) for lo, hi in self._ranges]
-        replies = self._call_all([("step", (x,)) for x in inputs], "stepping envs", self.timeout)
+        inputs = [tuple(getattr(b, name)[lo:hi].copy() for name in INPUTS) for lo, hi in self._ranges]
+        self._pending = self._submit([("step", (x,)) for x in inputs])
+
+    def step_wait(self) -> None:
+        b, refs, self._pending = self._buf, self._pending, []
+        replies = self._get(refs, "stepping envs", self.timeout)
         for (lo, hi), outputs in zip(self._ranges, replies, strict=True):
             b.view(lo, hi).write(OUTPUTS, outputs)
 

@@ -119,8 +119,7 @@ class Sampler:
         except BaseException:
             # An interrupt or an actor error mid-step: a remote backend may hold
             # unanswered messages, so restart its workers on the next call.
-            if self.backend.name != "serial":
-                self.backend.close()
+            self.backend.abort()
             raise
 
     def _check_request(self, tasks: list[Task], episodes_per_task: int, episodes_per_trial: int) -> None:
@@ -192,6 +191,13 @@ class Sampler:
             else:
                 idx = np.flatnonzero(active)
                 at = _Gather(idx, slot_row[idx], slot_col0[idx] + ep[idx], t[idx])
+            if low is not None:
+                np.clip(a_np, low, high, out=buf.actions)
+            else:
+                buf.actions[...] = a_np
+            buf.active[:] = active
+            self.backend.step_start()
+            # Recorded while remote workers step: off the critical path.
             at.put(out_obs, obs)
             at.put(out_act, a_np)
             at.put(out_logp, log_probs.detach().reshape(N).cpu().numpy())
@@ -200,13 +206,7 @@ class Sampler:
                 if key not in out_info:
                     out_info[key] = np.zeros((T, S * E, H, *v.shape[1:]), v.dtype)
                 at.put(out_info[key], v)
-
-            if low is not None:
-                np.clip(a_np, low, high, out=buf.actions)
-            else:
-                buf.actions[...] = a_np
-            buf.active[:] = active
-            self.backend.step()
+            self.backend.step_wait()
 
             at.put(out_rew, buf.reward)
             at.put(out_term, buf.terminated)

@@ -31,14 +31,20 @@ class SerialBackend(Backend):
     def reset(self) -> None:
         self._run(self.stepper.reset)
 
-    def step(self) -> None:
+    def step_start(self) -> None:
         self._run(self.stepper.step)
+
+    def step_wait(self) -> None:  # the step already happened in step_start
+        return None
 
     def _run(self, fn, *args) -> None:
         try:
             fn(*args)
         except Exception as exc:  # same message shape as a remote worker's, plus the live chain
             raise RemoteFailure.capture(self.stepper.name, exc).to_error() from exc
+
+    def abort(self) -> None:  # nothing in flight in-process: envs stay as they are
+        return None
 
     def close(self) -> None:
         self.stepper.close()
