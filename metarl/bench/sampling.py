@@ -31,7 +31,7 @@ from metarl.sampling import MLPPolicy, TaskParamsActor, make_sampler, stack_para
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 #: family -> (tasks, episodes per task): about 4,000 to 16,000 steps per measurement.
-FULL = {"point-nav": (10, 8), "halfcheetah-vel": (5, 4), "ml1-reach": (8, 2)}
+FULL = {"point-nav": (10, 8), "halfcheetah-vel": (10, 4), "ml1-reach": (8, 2)}
 QUICK = {"point-nav": (4, 2), "halfcheetah-vel": (2, 2), "ml1-reach": (2, 1)}
 
 
@@ -164,7 +164,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Load average at start {tuple(round(x, 2) for x in m['load_average_start'])}, "
         f"at end {tuple(round(x, 2) for x in result['load_average_end'])} (other jobs shared the machine).",
         f"Median of {result['repeats']} interleaved repeats; policy: 2x64 tanh MLP with per-task params "
-        "(vmap over tasks), one batched forward per step for all envs.",
+        "(hand-batched baddbmm, equal to vmap(functional_call)), one batched forward per step for all envs.",
         "*steps/critical-path CPU-s* divides steps by the driver's CPU seconds plus the busiest worker's: "
         "the rate on otherwise idle cores (worker and driver wait for each other, so the wall time is at most "
         "that sum). It is robust to other jobs on the machine; the wall-clock columns are not: with "

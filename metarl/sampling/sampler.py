@@ -183,16 +183,16 @@ class Sampler:
         while True:
             obs = buf.obs.copy()  # the actor may keep it; the buffer is overwritten next step
             actions, log_probs, state, extras = actor.act(
-                torch.from_numpy(obs).view(T, S, *obs_shape), state,
-                torch.from_numpy(episode_start).view(T, S), generator)  # a fresh array each step
-            a_np = actions.detach().reshape(N, *act_shape).cpu().numpy()
+                torch.from_numpy(obs.reshape(T, S, *obs_shape)), state,
+                torch.from_numpy(episode_start.reshape(T, S)), generator)  # a fresh array each step
+            a_np = _numpy(actions).reshape(N, *act_shape)
             if lockstep:
                 at = _Slices(T, S, E, int(ep[0]), int(t[0]))
             else:
                 idx = np.flatnonzero(active)
                 at = _Gather(idx, slot_row[idx], slot_col0[idx] + ep[idx], t[idx])
-            if low is not None:
-                np.clip(a_np, low, high, out=buf.actions)
+            if low is not None:  # clip with two ufuncs: np.clip's Python wrapper costs more than the work
+                np.minimum(np.maximum(a_np, low, out=buf.actions), high, out=buf.actions)
             else:
                 buf.actions[...] = a_np
             buf.active[:] = active
@@ -200,9 +200,9 @@ class Sampler:
             # Recorded while remote workers step: off the critical path.
             at.put(out_obs, obs)
             at.put(out_act, a_np)
-            at.put(out_logp, log_probs.detach().reshape(N).cpu().numpy())
+            at.put(out_logp, _numpy(log_probs).reshape(N))
             for key, val in extras.items():
-                v = val.detach().reshape(N, *val.shape[2:]).cpu().numpy()
+                v = _numpy(val).reshape(N, *val.shape[2:])
                 if key not in out_info:
                     out_info[key] = np.zeros((T, S * E, H, *v.shape[1:]), v.dtype)
                 at.put(out_info[key], v)
@@ -212,15 +212,18 @@ class Sampler:
             at.put(out_term, buf.terminated)
             at.put(out_trunc, buf.truncated)
             at.put_any(success, buf.success)
-            done = (buf.terminated | buf.truncated) & active
-            if lockstep:
+            if lockstep:  # every slot was active
+                done = buf.terminated | buf.truncated
+                rewards = buf.reward.copy()
                 t += 1
                 self.steps_collected += N
             else:
+                done = (buf.terminated | buf.truncated) & active
+                rewards = np.where(active, buf.reward, np.float32(0))
                 t[at.idx] += 1
                 self.steps_collected += at.idx.size
-            d = np.flatnonzero(done)
-            if d.size:
+            if done.any():
+                d = np.flatnonzero(done)
                 lockstep = lockstep and d.size == N
                 r_d, c_d = slot_row[d], slot_col0[d] + ep[d]
                 out_last[r_d, c_d] = buf.final_obs[d]
@@ -232,10 +235,11 @@ class Sampler:
                 buf.next_seed[d] = np.where(ep[d] + 1 < E, slot_seeds[d, nxt], -1)
                 if not active.any():
                     break
-            episode_start = done & active
-            rewards = np.where(done | active, buf.reward, np.float32(0))
-            state = actor.observe(state, actions, torch.from_numpy(rewards).view(T, S),
-                                  torch.from_numpy(done).view(T, S))
+                episode_start = done & active
+            else:
+                episode_start = np.zeros(N, bool)
+            state = actor.observe(state, actions, torch.from_numpy(rewards.reshape(T, S)),
+                                  torch.from_numpy(done.reshape(T, S)))
 
         mask = (np.arange(H) < lengths[..., None]).astype(np.float32)
         tt = torch.from_numpy
@@ -245,6 +249,12 @@ class Sampler:
             lengths=tt(lengths), returns=tt((out_rew * mask).sum(-1, dtype=np.float32)), success=tt(success),
             tasks=tuple(tasks), agent_info={k: tt(v) for k, v in out_info.items()},
             episodes_per_trial=E, seed=seed)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's numpy view (no copy); other devices are copied to the host."""
+    t = t.detach()
+    return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
 
 
 class _Slices:

@@ -88,23 +88,27 @@ class EnvStepper:
         observation after the last step of an episode that just ended.
         """
         b, envs, horizon, t = self.buf, self.envs, self.horizon, self._t
-        actions, obs_buf, reward, term_buf, trunc_buf, success = (
-            b.actions, b.obs, b.reward, b.terminated, b.truncated, b.success)
-        for i in np.flatnonzero(b.active).tolist():
+        obs_buf, term_buf, trunc_buf = b.obs, b.terminated, b.truncated
+        active = np.flatnonzero(b.active).tolist()
+        actions = b.actions[active]  # one copy per step: envs may keep the array they are given
+        rewards, successes = [], []
+        for k, i in enumerate(active):
             env = envs[i]
-            try:  # covers the buffer writes too: a wrong obs shape or a non-numeric reward names the env
-                obs, r, term, trunc, info = env.step(actions[i].copy())
+            try:  # covers the buffer write too: a wrong obs shape names the env
+                obs, r, term, trunc, info = env.step(actions[k])
                 obs_buf[i] = obs
-                reward[i] = r
-                success[i] = bool(info.get("success", False))
+                success = info.get("success", False)
             except Exception as exc:
                 raise self._failure(i, "step", exc) from exc
+            rewards.append(r)
+            successes.append(success)
             t[i] += 1
             trunc = trunc or t[i] >= horizon
             term_buf[i] = term
             trunc_buf[i] = trunc
             if term or trunc:
                 b.final_obs[i] = obs
+                b.reward[i] = r
                 self._check_slot(i)  # before the reset overwrites obs
                 seed = int(b.next_seed[i])
                 if seed >= 0:
@@ -114,6 +118,11 @@ class EnvStepper:
                         raise self._failure(i, "reset", exc) from exc
                     self._episode[i] += 1
                     t[i] = 0
+        try:  # one vectorized write each instead of one numpy scalar write per env
+            b.reward[active] = rewards
+            b.success[active] = np.asarray(successes, dtype=float) > 0
+        except (TypeError, ValueError) as exc:  # a reward or success that is not a number: find whose
+            self._bad_values(active, rewards, successes, exc)
         self._check(b.active, "step")
 
     # -- faults ---------------------------------------------------------------------
@@ -126,6 +135,14 @@ class EnvStepper:
         where = self._where(i, int(self._t[i]))
         return EnvFailure(f"{self.name}: {what} of {where} raised {type(exc).__name__}: {exc}",
                           slot=self.offset + i, task=self.tasks[i].short(), cause=traceback.format_exc())
+
+    def _bad_values(self, active: list[int], rewards: list, successes: list, exc: Exception) -> None:
+        for i, r, ok in zip(active, rewards, successes, strict=True):
+            try:
+                float(r), float(ok)
+            except (TypeError, ValueError) as bad:
+                raise self._failure(i, "step", bad) from bad
+        raise exc
 
     def _check_slot(self, i: int) -> None:
         b = self.buf
