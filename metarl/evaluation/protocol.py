@@ -15,6 +15,7 @@ Baselines run on the *same* tasks with the *same* environment-step budget
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,24 @@ def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, spli
 
 
 def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
-    """Mean env steps per round of the agent: the budget baselines get."""
+    """The agent's mean env steps per round, as the step budgets PPO-from-scratch gets.
+
+    Episodes that end early make the agent's budgets ragged (1988, 3944, ...),
+    and PPO can only stop at multiples of its rollout size. So budgets are
+    rounded *down* to a multiple of a quarter of the leading power of ten of
+    the smallest increment (250 for ~2,000-step rounds): the baseline never
+    gets more experience than the agent.
+    """
     by_round: dict[int, list[int]] = {}
     for r in rows:
         by_round.setdefault(r.round, []).append(r.env_steps)
-    return [int(round(float(np.mean(by_round[k])))) for k in sorted(by_round)]
+    raw = [float(np.mean(by_round[k])) for k in sorted(by_round)]
+    increments = [b - a for a, b in zip(raw, raw[1:]) if b > a]
+    if not increments:
+        return [int(b) for b in raw]
+    quantum = max(1, int(10 ** math.floor(math.log10(min(increments))) // 4))
+    budgets = [int(b // quantum) * quantum for b in raw]
+    return sorted(set(budgets), key=budgets.index)
 
 
 def evaluate_agent(
