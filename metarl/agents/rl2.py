@@ -33,7 +33,7 @@ from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials, trial
 from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
 from metarl.nn import RecurrentPolicy, SnailPolicy
-from metarl.runs import ENV_STEPS_KEY, ConfigError, param
+from metarl.runs import ENV_STEPS_KEY, ConfigError, load_checkpoint, param
 from metarl.sampling import Episodes
 
 
@@ -60,6 +60,10 @@ class RL2Config(CommonConfig):
     discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma over the whole trial")
     gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda over the whole trial")
     bptt: int = param(0, min=0, help="truncated BPTT length in steps (0: backprop through whole trials; GRU/LSTM)")
+    value_warmup: int = param(0, min=0, help="first N iterations only refit the value head (least squares on "
+                                           "frozen features), e.g. after init_from changed the return scale")
+    init_from: str | None = param(None, help="warm-start the network from this rl2 run dir or checkpoint "
+                                             "(a curriculum, e.g. n=10 -> n=100 trials); optimizer starts fresh")
 
 
 def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net:
@@ -92,6 +96,8 @@ class RL2(MetaAgent):
         self.config = config
         self.trial_episodes = config.trial_episodes or self.family.trial_episodes
         self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(device)
+        if config.init_from:
+            self.net.load_state_dict(load_checkpoint(config.init_from).state["agent"]["net"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
 
     # -- the algorithm --------------------------------------------------------------------
@@ -146,27 +152,50 @@ class RL2(MetaAgent):
         cfg = self.config
         tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
         episodes = self.collect(tasks, cfg.trials_per_task, self.trial_episodes, seed=self.next_seed())
-        trials = pack_trials(self.net, episodes, self.device)
-        adv, returns, values = self.advantages(trials)
-
-        n = trials.mask.shape[0]
-        n_mb = min(cfg.minibatches, n)
-        logs: list[dict[str, float]] = []
-        for _ in range(cfg.epochs):
-            for idx in torch.from_numpy(self.rng.permutation(n)).to(self.device).tensor_split(n_mb):
-                logs.append(self.minibatch_step(Trials(*(x[idx] for x in trials)), adv[idx], returns[idx]))
-
-        per_trial = trial_returns(episodes)
-        metrics = {key: sum(d[key] for d in logs) / len(logs) for key in logs[0]}
+        metrics = self.update(episodes, value_only=it < cfg.value_warmup)
+        e = self.trial_episodes
         metrics.update({
-            "trial_return": float(per_trial.mean()),
-            "first_episode_return": float(episodes.returns[:, 0::self.trial_episodes].mean()),
-            "last_episode_return": float(episodes.returns[:, self.trial_episodes - 1::self.trial_episodes].mean()),
-            "explained_variance": _explained_variance(values, returns, trials.mask),
+            "trial_return": float(trial_returns(episodes).mean()),
+            "first_episode_return": float(episodes.returns[:, 0::e].mean()),
+            "last_episode_return": float(episodes.returns[:, e - 1::e].mean()),
             ENV_STEPS_KEY: episodes.n_steps,
         })
         metrics.update(self.periodic_eval(it, cfg.eval))
         return metrics
+
+    def update(self, episodes: Episodes, value_only: bool = False) -> dict[str, float]:
+        """PPO epochs over minibatches of whole trials (drawn with the agent's generator, so resumes replay)."""
+        cfg = self.config
+        trials = pack_trials(self.net, episodes, self.device)
+        adv, returns, values = self.advantages(trials)
+        if value_only:
+            return {"explained_variance": _explained_variance(values, returns, trials.mask),
+                    "value_refit_loss": self.refit_value_head(trials, returns)}
+        n = trials.mask.shape[0]
+        logs: list[dict[str, float]] = []
+        for _ in range(cfg.epochs):
+            for idx in torch.from_numpy(self.rng.permutation(n)).to(self.device).tensor_split(min(cfg.minibatches, n)):
+                logs.append(self.minibatch_step(Trials(*(x[idx] for x in trials)), adv[idx], returns[idx]))
+        metrics = {key: sum(d[key] for d in logs) / len(logs) for key in logs[0]}
+        metrics["explained_variance"] = _explained_variance(values, returns, trials.mask)
+        return metrics
+
+    @torch.no_grad()
+    def refit_value_head(self, trials: Trials, returns: torch.Tensor) -> float:
+        """Least-squares fit of the linear value head on the frozen features (``value_warmup``).
+
+        After ``init_from`` the value head predicts returns of the old trial length (10x too small from
+        n=10 to n=100); its errors would become systematic advantage errors that PPO follows. A closed-form
+        refit fixes the scale at once, where Adam would move a bias by only ~lr per step.
+        """
+        features, _ = self.net.features(trials.inputs)
+        real = trials.mask > 0
+        x = torch.cat([features[real], torch.ones(int(real.sum()), 1, device=features.device)], dim=1).double()
+        y = returns[real].double().unsqueeze(1)
+        coef = torch.linalg.solve(x.T @ x + 1e-3 * torch.eye(x.shape[1], dtype=x.dtype, device=x.device), x.T @ y)
+        self.net.value.weight.copy_(coef[:-1, 0].to(self.net.value.weight.dtype).unsqueeze(0))
+        self.net.value.bias.copy_(coef[-1].to(self.net.value.bias.dtype))
+        return float(0.5 * ((x @ coef - y) ** 2).mean())
 
     # -- meta-test ------------------------------------------------------------------------
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
