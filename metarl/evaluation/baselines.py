@@ -206,7 +206,8 @@ def ppo_scratch_baseline(
     budgets = _check_budgets(budgets)
     _check_counts(episodes_per_round=episodes_per_round)
     kwargs = {**DEFAULT_PPO_KWARGS, **(ppo_kwargs or {})}
-    kwargs.setdefault("n_steps", ppo_rollout_size(budgets))
+    if "n_steps" not in kwargs:
+        kwargs["n_steps"] = ppo_rollout_size(budgets)
     kwargs.setdefault("batch_size", _batch_size(kwargs["n_steps"]))
     kwargs.setdefault("device", "cpu")
     rows = []
