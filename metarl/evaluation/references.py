@@ -1,0 +1,222 @@
+"""Classical references for the RL² task families, computed by metarl on the very tasks the agents are scored on.
+
+The RL² paper judges its bandit and MDP agents against hand-designed algorithms
+(random, UCB1, Thompson sampling, ...). Quoting the paper's numbers would compare
+against other task draws and other reward noise; here each reference is an
+:class:`~metarl.sampling.actor.Actor` run through the same sampler, with the same
+tasks, the same trial layout and the same seed as :meth:`RL2.meta_test`. The env
+reset seeds then coincide, so bandit pulls see the same reward noise (common
+random numbers): differences between methods are mostly the methods.
+
+* ``random``: uniform actions (any Discrete or bounded Box family), the floor;
+* ``ucb1`` (Auer et al. 2002): pull every arm once, then the arm maximising
+  ``mean + sqrt(2 ln t / pulls)``; bandits only;
+* ``thompson``: Thompson sampling with a Beta(1, 1) prior per arm; bandits only.
+
+``python -m metarl.evaluation.references "bandit?k=5&n=10" --tasks 100`` prints the
+mean total reward per trial of each reference (and writes curve rows with ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.agents.rl2_actor import trial_returns, trial_rounds
+from metarl.envs import Task, TaskFamily, make_family
+from metarl.envs.bandit import Bandit
+from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
+from metarl.evaluation.protocol import rows_from_rounds
+from metarl.sampling import make_sampler
+from metarl.sampling.actor import ActorOutput
+
+__all__ = ["REFERENCES", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run", "reference_rows",
+           "score", "total_per_trial"]
+
+
+class UniformActor:
+    """Uniform random actions from the sampler's generator; stateless."""
+
+    def __init__(self, space: gym.Space) -> None:
+        self.space = space
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> None:
+        return None
+
+    def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        t, s = obs.shape[:2]
+        if isinstance(self.space, gym.spaces.Discrete):
+            n = int(self.space.n)
+            actions = torch.randint(n, (t, s), generator=generator)
+            return ActorOutput(actions, torch.full((t, s), -math.log(n)), None, {})
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (self.space.low, self.space.high))
+        actions = low + (high - low) * torch.rand(t, s, *low.shape, generator=generator)
+        return ActorOutput(actions, -torch.log(high - low).sum().expand(t, s), None, {})
+
+    def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
+        return state
+
+
+class _ArmCounts:
+    """Per-slot pull and reward counts over one trial: the sufficient statistics of both bandit references."""
+
+    def __init__(self, n_arms: int) -> None:
+        self.n_arms = n_arms
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> dict[str, Any]:
+        n = n_tasks * n_slots
+        return {"pulls": np.zeros((n, self.n_arms)), "wins": np.zeros((n, self.n_arms)), "rng": None}
+
+    def act(self, obs: Tensor, state: dict[str, Any], episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        t, s = obs.shape[:2]
+        arms = self.choose(state, generator)
+        return ActorOutput(torch.from_numpy(arms).view(t, s), torch.zeros(t, s), state, {})
+
+    def observe(self, state: dict[str, Any], actions: Tensor, rewards: Tensor, dones: Tensor) -> dict[str, Any]:
+        rows = np.arange(state["pulls"].shape[0])
+        arms = actions.reshape(-1).numpy()
+        state["pulls"][rows, arms] += 1.0
+        state["wins"][rows, arms] += rewards.reshape(-1).numpy()
+        return state
+
+    def choose(self, state: dict[str, Any], generator: torch.Generator) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class UCB1Actor(_ArmCounts):
+    """UCB1: optimism in the face of uncertainty; deterministic given the rewards seen."""
+
+    def choose(self, state: dict[str, Any], generator: torch.Generator) -> np.ndarray:
+        pulls, wins = state["pulls"], state["wins"]
+        t = pulls.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ucb = wins / pulls + np.sqrt(2.0 * np.log(np.maximum(t, 1.0)) / pulls)
+        ucb[pulls == 0] = np.inf  # untried arms first, lowest index first
+        return ucb.argmax(axis=1).astype(np.int64)
+
+
+class ThompsonActor(_ArmCounts):
+    """Thompson sampling with Beta(1, 1) priors: pull the arm whose posterior draw is largest.
+
+    numpy draws the Betas (torch's Beta takes no generator); its generator is
+    seeded once per trial batch from the sampler's, so a seed still fixes everything.
+    """
+
+    def choose(self, state: dict[str, Any], generator: torch.Generator) -> np.ndarray:
+        if state["rng"] is None:
+            state["rng"] = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+        pulls, wins = state["pulls"], state["wins"]
+        return state["rng"].beta(1.0 + wins, 1.0 + pulls - wins).argmax(axis=1).astype(np.int64)
+
+
+ActorFactory = Callable[[TaskFamily], Any]
+REFERENCES: dict[str, ActorFactory] = {
+    "random": lambda family: UniformActor(family.action_space),
+    "ucb1": lambda family: UCB1Actor(family.k),
+    "thompson": lambda family: ThompsonActor(family.k),
+}
+
+
+def available(family: TaskFamily) -> list[str]:
+    """References that make sense for ``family``: the bandit algorithms only on bandits."""
+    return list(REFERENCES) if isinstance(family, Bandit) else ["random"]
+
+
+def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, rounds: int, episodes_per_round: int,
+                   seed: int, run: str | None = None) -> tuple[float, list[CurveRow]]:
+    """Mean total reward per trial of ``method`` and its curve rows (round k = episode k of the trial).
+
+    Same layout and seed as ``RL2.meta_test(tasks, rounds, episodes_per_round, seed)``:
+    ``episodes_per_round`` parallel trials of ``rounds + 1`` episodes per task.
+    """
+    if method not in available(family):
+        raise ValueError(f"reference {method!r} does not apply to {family.name}; allowed: {', '.join(available(family))}")
+    actor = REFERENCES[method](family)
+    e = rounds + 1
+    with make_sampler(family, "serial") as sampler:
+        episodes = sampler.sample(tasks, actor, episodes_per_round * e, episodes_per_trial=e, seed=seed)
+    rows = rows_from_rounds(method, run or f"{method}-seed{seed}", family.name, tasks[0].split, seed,
+                            trial_rounds(episodes), family.has_success)
+    return float(trial_returns(episodes).mean()), rows
+
+
+def score(spec: str, *, n_tasks: int = 100, trials: int = 4, seeds: Sequence[int] = (0,), split: str = "test",
+          trial_episodes: int | None = None, methods: Sequence[str] | None = None
+          ) -> tuple[dict[str, float], list[CurveRow]]:
+    """Mean total trial reward of each reference on the tasks ``metarl evaluate`` draws (same seeds)."""
+    family = make_family(spec)
+    e = trial_episodes or family.trial_episodes
+    totals: dict[str, list[float]] = {}
+    rows: list[CurveRow] = []
+    for seed in seeds:
+        tasks = family.sample(n_tasks, rng=seed, split=split)
+        for method in methods or available(family):
+            total, r = reference_rows(family, tasks, method, rounds=e - 1, episodes_per_round=trials, seed=seed)
+            totals.setdefault(method, []).append(total)
+            rows += r
+    return {m: float(np.mean(v)) for m, v in totals.items()}, rows
+
+
+def total_per_trial(rows: Sequence[CurveRow], method: str) -> float:
+    """Mean total reward per trial from curve rows: the sum over rounds of the per-round mean return."""
+    by_round: dict[int, list[float]] = {}
+    for r in rows:
+        if r.method == method:
+            by_round.setdefault(r.round, []).append(r.return_mean)
+    if not by_round:
+        raise ValueError(f"no rows of method {method!r}")
+    return float(sum(np.mean(v) for v in by_round.values()))
+
+
+def compare_run(run_dir: Path) -> dict[str, Any]:
+    """References on exactly the tasks/seeds/trials of a run's ``eval/curves.json``, written beside it."""
+    curves = read_curves(run_dir / "eval")
+    meta = curves.meta
+    agent = meta.get("agent", "rl2")
+    totals, rows = score(meta["family"], n_tasks=int(meta["n_tasks"]), trials=int(meta["episodes_per_round"]),
+                         seeds=meta["seeds"], split=meta.get("split", "test"), trial_episodes=int(meta["rounds"]) + 1)
+    write_curves(rows, run_dir / "eval" / "references", curve_meta(meta["family"], references=list(totals),
+                                                                   split=meta.get("split", "test")))
+    return {"run": run_dir.name, "family": meta["family"], "tasks": meta["n_tasks"], "seeds": meta["seeds"],
+            "trials_per_task": meta["episodes_per_round"], "episodes_per_trial": int(meta["rounds"]) + 1,
+            "mean_total_reward_per_trial": {agent: total_per_trial(curves.rows, agent), **totals}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Mean total reward per trial of classical references.")
+    parser.add_argument("env", nargs="?", help="family spec, e.g. 'bandit?k=5&n=100'")
+    parser.add_argument("--run", help="instead of ENV: score references on the tasks of RUN/eval/curves.json "
+                                      "(from metarl evaluate) and compare with the agent there")
+    parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=4, help="parallel trials per task (= --episodes of evaluate)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--out", help="write curves.csv/json of the references to this folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.run:
+        report = compare_run(Path(args.run))
+    else:
+        if not args.env:
+            parser.error("give ENV or --run RUN_DIR")
+        seeds = [args.seed + i for i in range(args.seeds)]
+        totals, rows = score(args.env, n_tasks=args.tasks, trials=args.trials, seeds=seeds)
+        report = {"env": args.env, "tasks": args.tasks, "trials": args.trials, "seeds": seeds,
+                  "mean_total_reward_per_trial": totals}
+        if args.out:
+            write_curves(rows, Path(args.out), curve_meta(args.env, references=list(totals), split="test"))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

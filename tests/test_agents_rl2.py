@@ -1,0 +1,196 @@
+"""RL²: memory across the episodes of a trial, rollout == training log-probs, references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from metarl.agents.rl2 import RL2, RL2Config
+from metarl.agents.rl2_actor import RL2Actor, pack_trials, trial_returns, trial_rounds
+from metarl.envs import register
+from metarl.envs.base import Task, TaskEnv, TaskFamily
+from metarl.evaluation.references import reference_rows
+from metarl.sampling import make_sampler
+
+
+class CueEnv(TaskEnv):
+    """Episode 1 of a trial shows a secret bit; later episodes pay 1 per step for guessing it blind.
+
+    Actions 0/1 guess the bit, action 2 ends the episode (so episodes have random
+    lengths when ``horizon > 1``). Only a policy that remembers episode 1 can earn
+    more than chance in episode 2.
+    """
+
+    def __init__(self, task: Task, horizon: int) -> None:
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+        self.set_task(task)
+
+    def _apply_task(self, task: Task) -> None:
+        self.bit, self.resets = int(task.params["bit"]), 0
+
+    def _obs(self) -> np.ndarray:
+        cue = self.resets == 1
+        return np.array([float(cue), (2.0 * self.bit - 1.0) if cue else 0.0], np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.resets, self.t = self.resets + 1, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float(self.resets > 1 and int(action) == self.bit)
+        return self._obs(), reward, int(action) == 2, self.t >= self.horizon, {}
+
+
+class CueFamily(TaskFamily):
+    description = "remember a bit shown in episode 1, guess it in episode 2"
+
+    def __init__(self, horizon: int = 1, n: int = 2) -> None:
+        self.horizon, self.trial_episodes = horizon, n
+        self.name = f"cue?horizon={horizon}&n={n}"
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    @property
+    def action_space(self) -> gym.Space:
+        return gym.spaces.Discrete(3)
+
+    def sample(self, n, rng=None, split="train"):
+        bits = np.random.default_rng(rng).integers(2, size=n)
+        return self._tasks(split, [{"bit": int(b)} for b in bits])
+
+    def make_env(self, task: Task) -> gym.Env:
+        return CueEnv(task, self.horizon)
+
+
+register("cue", CueFamily, overwrite=True)  # agents rebuild their sampler's family from its name
+
+
+def agent(family: TaskFamily, policy: str = "gru", **kw: Any) -> RL2:
+    torch.set_num_threads(1)
+    cfg = RL2Config(policy=policy, hidden_size=16, snail_filters=8, snail_key_size=8, snail_value_size=8,
+                    snail_embed=8, **kw)
+    return RL2(cfg, family, seed=0)
+
+
+class Recorder(RL2Actor):
+    """Keeps the state each ``act`` call received, to look at the memory at episode starts."""
+
+    def __init__(self, net) -> None:  # noqa: ANN001
+        super().__init__(net)
+        self.seen: list[tuple[Any, torch.Tensor]] = []
+
+    def act(self, obs, state, episode_start, generator):  # noqa: ANN001, ANN201
+        self.seen.append((state, episode_start.clone()))
+        return super().act(obs, state, episode_start, generator)
+
+
+def test_memory_is_carried_across_episodes_and_reset_between_trials() -> None:
+    a = agent(CueFamily())
+    tasks = a.family.sample(3, rng=0)
+    recorder = Recorder(a.net)
+    with make_sampler(a.family, "serial") as sampler:
+        eps = sampler.sample(tasks, recorder, 4, episodes_per_trial=2, seed=1)  # 2 trials x 2 episodes per task
+    (first, start0), (second, start1) = recorder.seen  # horizon 1: one step per episode
+    assert bool(start0.all()) and bool(start1.all())
+    fresh = a.net.initial_state(6)
+    assert torch.equal(first.memory, fresh)  # a trial starts from a fresh memory ...
+    assert not torch.allclose(second.memory, fresh)  # ... which episode 2 does not get: it is carried
+    with torch.no_grad():
+        episode1_obs = eps.observations[:, 0::2, 0].reshape(6, 2)  # slot = (task, trial), episode 0
+        x = a.net.make_inputs(episode1_obs, torch.full((6,), -1), torch.zeros(6), torch.zeros(6))
+        _, carried = a.net.step_features(x, fresh)
+    torch.testing.assert_close(second.memory, carried, rtol=0, atol=0)
+    assert torch.equal(second.prev_done, torch.ones(6))  # the network is told episode 1 ended
+    assert torch.equal(second.prev_action, eps.actions[:, 0::2, 0].reshape(6))
+
+
+@pytest.mark.parametrize("policy", ["gru", "lstm", "snail"])
+def test_training_recomputes_the_rollout_log_probs(policy: str) -> None:
+    """Trials with episodes of random lengths: packing + previous action/reward/done line up step by step."""
+    a = agent(CueFamily(horizon=4, n=3), policy)
+    eps = a.collect(a.family.sample(4, rng=1), trials=3, episodes_per_trial=3, seed=2)
+    assert len(set(eps.lengths.flatten().tolist())) > 1  # ragged episodes inside trials
+    trials = pack_trials(a.net, eps, a.device)
+    assert trials.n_steps == eps.n_steps
+    with torch.no_grad():
+        dist, _ = a.net.heads(a.net.features(trials.inputs)[0])
+        again = dist.log_prob(trials.actions)
+        real = trials.mask > 0
+        torch.testing.assert_close(again[real], trials.log_probs[real], atol=1e-5, rtol=0)
+        # The check can fail: feeding the *current* reward (an off-by-one) changes the log-probs.
+        wrong = trials.inputs.clone()
+        wrong[:, :, -2] = trials.rewards
+        bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
+        assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
+
+
+def test_truncated_bptt_keeps_the_forward_pass() -> None:
+    """Segments continue the memory, so TBPTT changes gradients, never the recomputed log-probs."""
+    a = agent(CueFamily(horizon=4, n=3), "lstm", bptt=3)
+    eps = a.collect(a.family.sample(2, rng=1), trials=2, episodes_per_trial=3, seed=2)
+    trials = pack_trials(a.net, eps, a.device)
+    with torch.no_grad():
+        whole = a.net.features(trials.inputs)[0]
+        first, state = a.net.features(trials.inputs[:, :3])
+        rest, _ = a.net.features(trials.inputs[:, 3:], state)
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole, atol=1e-6, rtol=0)
+    a.train_iteration(0)  # the segmented update runs
+
+
+def test_short_training_earns_the_memory_only_reward() -> None:
+    a = agent(CueFamily(), "gru", meta_batch_size=32, trials_per_task=4, lr=0.01, ent_coef=0.0)
+    tasks = a.family.sample(40, rng=123, split="test")
+    before = trial_rounds(a.collect(tasks, 4, 2, seed=0))[1].returns.mean()
+    for it in range(40):
+        a.train_iteration(it)
+    rounds = a.meta_test(tasks, rounds=1, episodes_per_round=4, seed=0)
+    assert float(before) < 0.6
+    assert float(rounds[1].returns.mean()) > 0.9  # chance (no memory) is 1/3 to 1/2
+
+
+def test_meta_test_rounds_are_the_episodes_of_one_trial() -> None:
+    a = agent(CueFamily(horizon=2, n=3))
+    tasks = a.family.sample(2, rng=0)
+    rounds = a.meta_test(tasks, rounds=2, episodes_per_round=3, seed=5)
+    whole = a.collect(tasks, 3, 3, seed=5)
+    assert len(rounds) == 3 and all(r.returns.shape == (2, 3) for r in rounds)
+    for k, r in enumerate(rounds):
+        assert torch.equal(r.returns, whole.returns[:, k::3]) and torch.equal(r.actions, whole.actions[:, k::3])
+    torch.testing.assert_close(sum(r.returns for r in rounds), trial_returns(whole))
+
+
+def test_bandit_references_beat_random_on_the_same_tasks() -> None:
+    from metarl.envs import make_family
+
+    family = make_family("bandit?k=5&n=50")
+    tasks = family.sample(30, rng=0, split="test")
+    scores = {m: reference_rows(family, tasks, m, rounds=49, episodes_per_round=2, seed=0)[0]
+              for m in ("random", "ucb1", "thompson")}
+    assert scores["thompson"] > scores["random"] + 5 and scores["ucb1"] > scores["random"] + 3
+    _, rows = reference_rows(family, tasks, "ucb1", rounds=49, episodes_per_round=2, seed=0)
+    assert len(rows) == 30 * 50 and {r.round for r in rows} == set(range(50))
+
+
+def test_value_warmup_refits_the_head_without_touching_the_policy() -> None:
+    a = agent(CueFamily(horizon=2, n=3), "gru", value_warmup=1)
+    before = {k: v.clone() for k, v in a.net.policy.state_dict().items()}
+    metrics = a.train_iteration(0)
+    assert all(torch.equal(v, a.net.policy.state_dict()[k]) for k, v in before.items())
+    assert "value_refit_loss" in metrics and "policy_loss" not in metrics
+    eps = a.collect(a.family.sample(8, rng=3), 2, 3, seed=4)
+    trials = pack_trials(a.net, eps, a.device)
+    _, returns, _ = a.advantages(trials)
+    a.refit_value_head(trials, returns)
+    _, _, values = a.advantages(trials)  # values after the refit, on the batch it was fit to
+    real = trials.mask > 0
+    assert float(((values - returns)[real] ** 2).mean()) < float(((returns[real] - returns[real].mean()) ** 2).mean())
