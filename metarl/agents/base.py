@@ -121,11 +121,16 @@ class MetaAgent(ABC):
 
     name: str = "agent"
 
-    def __init__(self, family: str | TaskFamily, seed: int, device: torch.device, sampling: SamplingConfig) -> None:
+    def __init__(self, config: Any, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        """Seeds torch before subclasses build networks, so a seed fixes the initial weights."""
+        torch.manual_seed(seed)
+        self.config = config
         self.family = make_family(family) if isinstance(family, str) else family
         self.family_spec = family if isinstance(family, str) else self.family.name
-        self.device = device
+        self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        sampling: SamplingConfig = config.sampling
         self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address)
 
     def periodic_eval(self, it: int, config: EvalConfig) -> dict[str, float]:

@@ -64,11 +64,8 @@ class MAMLTRPO(MetaAgent):
 
     def __init__(self, config: MAMLTRPOConfig, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        torch.manual_seed(seed)
-        super().__init__(family, seed, device, config.sampling)
-        self.config = config
-        self.policy = build_policy(self.family, config.hidden_sizes, config.init_std).to(device)
+        super().__init__(config, family, seed=seed, device=device)
+        self.policy = build_policy(self.family, config.hidden_sizes, config.init_std).to(self.device)
 
     # -- the algorithm --------------------------------------------------------------------
     def initial_params(self, n_tasks: int) -> dict[str, torch.Tensor]:

@@ -237,17 +237,14 @@ class ReptilePPO(MetaAgent):
 
     def __init__(self, config: ReptilePPOConfig, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        torch.manual_seed(seed)
-        super().__init__(family, seed, device, config.sampling)
-        self.config = config
+        super().__init__(config, family, seed=seed, device=device)
         policy = build_policy(self.family, config.hidden_sizes, config.init_std)
         if hasattr(policy.head, "mean"):  # start from a mean action near 0, as SB3's small-gain init does
             with torch.no_grad():
                 policy.head.mean.weight.mul_(config.mean_init_scale)
                 policy.head.mean.bias.mul_(config.mean_init_scale)
         value_fn = MLPValueFunction(policy.obs_dim, config.hidden_sizes)
-        self.net = nn.ModuleDict({"policy": policy, "value": value_fn}).to(device)  # theta: both networks
+        self.net = nn.ModuleDict({"policy": policy, "value": value_fn}).to(self.device)  # theta: both networks
         self.policy = policy
         self.inner = InnerPPO(policy, value_fn, config)
         # Joint mode's optimizer over the shared theta; Reptile's outer step needs no state.

@@ -87,15 +87,12 @@ class RL2(MetaAgent):
 
     def __init__(self, config: RL2Config, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        torch.manual_seed(seed)
-        super().__init__(family, seed, device, config.sampling)
+        super().__init__(config, family, seed=seed, device=device)
         if config.bptt and config.policy == "snail":
             raise ConfigError("bptt: truncated BPTT needs a recurrent policy (gru/lstm); SNAIL attends to the "
                               "whole trial, set bptt=0")
-        self.config = config
         self.trial_episodes = config.trial_episodes or self.family.trial_episodes
-        self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(device)
+        self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(self.device)
         if config.init_from:
             self.net.load_state_dict(load_checkpoint(config.init_from).state["agent"]["net"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
