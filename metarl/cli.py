@@ -200,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", default="round", choices=["round", "env_steps"], help="x axis of adaptation curves")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("bench", help="speed benchmarks (outside the test suite); extra flags go to the bench")
+    # add_help=False: `metarl bench sampling --help` must reach the bench's own parser.
+    p = sub.add_parser("bench", add_help=False,
+                       help="speed benchmarks (outside the test suite); `metarl bench NAME --help` for flags")
     p.add_argument("which", choices=sorted(BENCHES))
     p.set_defaults(func=None)
     return parser
