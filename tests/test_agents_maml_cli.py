@@ -14,6 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from metarl.api import load_agent, train
+from metarl.cli import main
 from metarl.runs import load_checkpoint
 
 TINY = ["meta_batch_size=3", "episodes_per_task=2", "hidden_sizes=[16]", "trainer.stdout=false",
@@ -102,10 +103,11 @@ def test_sigint_leaves_a_loadable_checkpoint_and_no_orphans(tmp_path):
     (["--set", "meta_batch_size=0"], "meta_batch_size"),
     (["--set", "no_such_key=1"], "no_such_key"),
 ])
-def test_config_errors_exit_2_and_name_the_key(tmp_path, args, message):
-    out = cli("train", "maml-trpo", "--env", "point-nav", "--run-dir", str(tmp_path / "r"), *args, cwd=tmp_path)
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and "Traceback" not in out.stderr
+def test_config_errors_exit_2_and_name_the_key(tmp_path, args, message, capsys):
+    code = main(["train", "maml-trpo", "--env", "point-nav", "--run-dir", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
 
 
@@ -113,9 +115,10 @@ def test_config_errors_exit_2_and_name_the_key(tmp_path, args, message):
     (["maml-trpo", "--env", "pont-nav"], "did you mean 'point-nav'"),
     (["maml-trop", "--env", "point-nav"], "did you mean 'maml-trpo'"),
 ])
-def test_unknown_family_or_agent_exit_2(tmp_path, args, message):
-    out = cli("train", *args, cwd=tmp_path)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
+def test_unknown_family_or_agent_exit_2(tmp_path, args, message, capsys):
+    code = main(["train", *args, "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
 
 
 def test_tampered_checkpoint_is_named(tmp_path):

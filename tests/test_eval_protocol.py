@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import torch
 
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 from metarl.api import train
+from metarl.cli import main
 from metarl.evaluation.curves import read_curves
 from metarl.evaluation.protocol import evaluate_agent
 from metarl.runs import resolve_config
@@ -58,12 +57,27 @@ def test_random_baseline_sits_beside_the_agent(tmp_path):
     agent.close()
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "metarl.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+class Outcome:
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
 
 
-def test_evaluate_errors(tmp_path):
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The real CLI entry point, in-process: a fresh interpreter per call costs seconds of imports."""
+
+    def run(*args, cwd) -> Outcome:
+        monkeypatch.chdir(cwd)
+        try:
+            code = main([*args])
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        return Outcome(code, capsys.readouterr().err)
+
+    return run
+
+
+def test_evaluate_errors(tmp_path, cli):
     # a run without checkpoints
     run = tmp_path / "empty"
     train("maml-trpo", "point-nav", overrides=[*TINY, "trainer.iterations=1"], run_dir=run)
