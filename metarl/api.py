@@ -21,6 +21,7 @@ from metarl.envs import make_family
 from metarl.envs.registry import parse_spec
 from metarl.runs import (
     CheckpointError,
+    ConfigError,
     RunDir,
     RunMetadata,
     Trainer,
@@ -86,7 +87,11 @@ def train(
         agent, env, seed, device = meta["agent"], meta["env"], int(meta["seed"]), meta.get("device", device)
     if env is None:
         raise ValueError("train() needs env (a task family name) unless resuming")
-    make_family(env)  # fail fast on a bad family before creating a run directory
+    make_family(env)  # fail fast on a bad family or device before creating a run directory
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(f"device: {exc}") from None
     cls = agent_class(agent)
     metadata = RunMetadata(agent=agent, env=env, seed=seed, device=str(device))
     run, cfg, _ = prepare_run(cls.Config, metadata, resume=resume is not None, run_dir=resume or run_dir, root=root,

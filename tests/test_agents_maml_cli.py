@@ -102,6 +102,7 @@ def test_sigint_leaves_a_loadable_checkpoint_and_no_orphans(tmp_path):
     (["--set", "inner_lr=-0.1"], "inner_lr"),
     (["--set", "meta_batch_size=0"], "meta_batch_size"),
     (["--set", "no_such_key=1"], "no_such_key"),
+    (["--device", "gpu"], "invalid device 'gpu'"),
 ])
 def test_config_errors_exit_2_and_name_the_key(tmp_path, args, message, capsys):
     code = main(["train", "maml-trpo", "--env", "point-nav", "--run-dir", str(tmp_path / "r"), *args])
