@@ -28,6 +28,7 @@ from metarl.runs import (
     TrainResult,
     find_latest,
     load_checkpoint,
+    open_run_dir,
     prepare_run,
     read_run_config,
 )
@@ -83,7 +84,7 @@ def train(
     """Train (or resume) a run; returns where it lives, how it ended and the trained agent."""
     configure_threads(threads)
     if resume is not None:
-        meta, _ = read_run_config(RunDir(Path(resume)))
+        meta, _ = read_run_config(open_run_dir(resume))
         agent, env, seed, device = meta["agent"], meta["env"], int(meta["seed"]), meta.get("device", device)
     if env is None:
         raise ValueError("train() needs env (a task family name) unless resuming")
