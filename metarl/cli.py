@@ -63,10 +63,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed)
 
 
+def show_config(agent: str | None, env: str | None, config_file: str | None, overrides: list[str]) -> int:
+    """Every settable key with its resolved value and help, so ``--set`` needs no source reading."""
+    from metarl.agents import agent_class
+    from metarl.api import defaults_file
+    from metarl.runs import resolve_config, to_dict
+    from metarl.runs.config import field_help
+
+    if agent is None:
+        print("metarl: error: --show-config needs AGENT (and optionally --env for its defaults)", file=sys.stderr)
+        return EXIT_USAGE
+    cls = agent_class(agent).Config
+    cfg = resolve_config(cls, defaults_file=defaults_file(agent, env) if env else None, config_file=config_file,
+                         overrides=overrides)
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out: dict = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    helps = field_help(cls)
+    for key, value in flat(to_dict(cfg)).items():
+        print(f"{key} = {json.dumps(value)}    # {helps.get(key, '')}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from metarl.api import train
 
-    if args.resume is None and (args.agent is None or args.env is None):
+    if args.resume is None and not args.show_config and (args.agent is None or args.env is None):
         print("metarl: error: train needs AGENT and --env (or --resume RUN_DIR)", file=sys.stderr)
         return EXIT_USAGE
     overrides = list(args.set or [])
@@ -78,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     if args.no_progress:
         overrides.append("trainer.progress=false")
+    if args.show_config:
+        return show_config(args.agent, args.env, args.config, overrides)
     env = args.env
     if env and args.env_kwargs:
         extra = "&".join(f"{k}={v}" for k, v in _env_kwargs(args.env_kwargs).items())
@@ -175,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--show-config", action="store_true",
+                   help="print every config key with its resolved value and help, then exit")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="meta-test a trained run: adaptation curves with baselines")
@@ -187,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
     p.add_argument("--seeds", type=int, default=1, help="number of evaluation seeds")
     p.add_argument("--baselines", help="comma list of: random, ppo-scratch, pretrained-finetune")
-    p.add_argument("--pretrained", metavar="RUN_DIR", help="multitask-trpo run for the pretrained-finetune baseline")
+    p.add_argument("--pretrained", metavar="RUN_DIR", help="multi-task run for the pretrained-finetune baseline "
+                   "(multitask-trpo, or reptile-ppo with meta_update=joint)")
     p.add_argument("--out", help="output folder (default RUN_DIR/eval)")
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--threads", type=int)

@@ -9,10 +9,12 @@ Meta-World installs.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 from metarl.envs.registry import make_family
+from metarl.evaluation.rollout import EpisodeResult, run_episode
 
 TOUR = ("point-nav", "bandit?k=5&n=10", "tabular-mdp", "halfcheetah-vel", "halfcheetah-dir", "ant-dir", "ant-goal",
         "ml1-reach")
@@ -22,21 +24,14 @@ DEMO_TRAINING = ["meta_batch_size=10", "episodes_per_task=10", "hidden_sizes=[64
                  "eval.rounds=1", "eval.episodes_per_round=10"]
 
 
-def random_episode_return(family_spec: str, seed: int) -> tuple[str, float, int, float]:
+def random_episode(family_spec: str, seed: int) -> tuple[str, EpisodeResult]:
+    """One uniformly random episode on a test task, scored like every baseline."""
     family = make_family(family_spec)
-    task = family.sample(1, rng=seed, split="test")[0]
-    env = family.make_env(task)
+    env = family.make_env(family.sample(1, rng=seed, split="test")[0])
     env.action_space.seed(seed)
-    env.reset(seed=seed)
-    total, steps, success = 0.0, 0, 0.0
-    for steps in range(1, family.horizon + 1):
-        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        total += float(reward)
-        success = max(success, float(info.get("success", 0.0)))
-        if terminated or truncated:
-            break
+    result = run_episode(env, lambda obs: env.action_space.sample(), family.horizon, seed)
     env.close()
-    return family.name, total, steps, success
+    return family.name, result
 
 
 def tour(seed: int) -> None:
@@ -44,8 +39,9 @@ def tour(seed: int) -> None:
     print(f"{'family':<22}{'return':>12}{'steps':>8}{'success':>9}{'seconds':>9}")
     for spec in TOUR:
         start = time.perf_counter()
-        name, total, steps, success = random_episode_return(spec, seed)
-        print(f"{name:<22}{total:>12.2f}{steps:>8d}{success:>9.0f}{time.perf_counter() - start:>9.2f}")
+        name, ep = random_episode(spec, seed)
+        success = "-" if math.isnan(ep.success) else f"{ep.success:.0f}"
+        print(f"{name:<22}{ep.ret:>12.2f}{ep.steps:>8d}{success:>9}{time.perf_counter() - start:>9.2f}")
 
 
 def run_demo(seed: int = 0, root: str | Path = "runs") -> int:

@@ -129,3 +129,11 @@ def test_tampered_checkpoint_is_named(tmp_path):
     out = cli("train", "--resume", str(tmp_path / "r"), "--iterations", "2", cwd=tmp_path)
     assert out.returncode != 0 and "state.pt" in out.stderr
     assert os.path.exists(state)
+
+
+def test_show_config_lists_resolved_keys_with_help(capsys):
+    assert main(["train", "maml-trpo", "--env", "point-nav", "--show-config", "--set", "inner_lr=0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "inner_lr = 0.2    # inner step size alpha" in out
+    assert "hidden_sizes = [100, 100]" in out  # from experiments/configs/maml-trpo/point-nav.yaml
+    assert "trainer.iterations = 100" in out

@@ -7,6 +7,7 @@ the helpers check themselves.)
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import torch
@@ -82,3 +83,13 @@ def test_helpers_see_this_process() -> None:
     assert alive(os.getpid())
     assert not alive(2**22 + 12345)
     assert os.getpid() in children(os.getppid())
+
+
+def wait_gone(pids: list[int], within: float = 10.0) -> bool:
+    """True once none of ``pids`` is alive, polling until ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False

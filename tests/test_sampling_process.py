@@ -11,19 +11,12 @@ import pytest
 
 from metarl.sampling import SamplerConfigError, SamplerError, make_sampler
 from tests.sampling_faulty_envs import spec, tasks_with
-from tests.test_sampling_helpers import CounterActor, alive, children, constant_actor, random_actor
+from tests.test_sampling_helpers import CounterActor, alive, children, constant_actor, random_actor, wait_gone
 
 TOY = spec(random_length=True)
 pytestmark = pytest.mark.timeout(120)
 
 
-def wait_gone(pids: list[int], within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,13 @@ import pytest
 
 from metarl.sampling import SamplerConfigError, SamplerError, make_sampler
 from tests.sampling_faulty_envs import spec, tasks_with
-from tests.test_sampling_helpers import CounterActor, alive, random_actor
+from tests.test_sampling_helpers import CounterActor, random_actor, wait_gone
 
 ray = pytest.importorskip("ray")
 TOY = spec(random_length=True)
 pytestmark = pytest.mark.timeout(180)
 
 
-def wait_gone(pids: list[int], within: float = 20.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def alive_actor_count() -> int:
@@ -96,7 +89,7 @@ def test_killed_actor_is_a_clear_error_then_restarts(rs) -> None:
     with pytest.raises(SamplerError, match="a ray worker died while stepping envs"):
         rs.sample(rs.family.sample(2), KillingActor(), 2, seed=0)
     assert time.monotonic() - t0 < 60
-    assert wait_gone(old)
+    assert wait_gone(old, within=20.0)
     assert rs.sample(rs.family.sample(2), CounterActor(), 2, seed=0).n_steps > 0
     assert set(rs.backend.pids).isdisjoint(old)
 
@@ -116,13 +109,13 @@ def test_ctrl_c_and_close_leave_no_actors(rs) -> None:
             rs.sample(tasks_with(rs.family, 2, sleep=0.5, random_length=False), CounterActor(), 2)
     finally:
         timer.cancel()
-    assert wait_gone(pids), "actors survived a KeyboardInterrupt"
+    assert wait_gone(pids, within=20.0), "actors survived a KeyboardInterrupt"
     assert alive_actor_count() == 0
     assert rs.sample(rs.family.sample(2), CounterActor(), 2).n_steps > 0  # restarts
     pids = list(rs.backend.pids)
     assert alive_actor_count() == 2
     rs.close()
-    assert wait_gone(pids)
+    assert wait_gone(pids, within=20.0)
     deadline = time.monotonic() + 20
     while alive_actor_count() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -30,6 +30,7 @@ from metarl.nn.policy import Policy
 from metarl.runs import TrainerConfig, adapt_key, param
 from metarl.sampling import Episodes, make_sampler
 from metarl.sampling.actor import ActorOutput
+from metarl.sampling.actors import space_dims as sampling_space_dims
 
 Params = Mapping[str, Tensor]
 
@@ -67,12 +68,10 @@ class CommonConfig:
 
 
 def space_dims(space: gym.Space) -> tuple[int, bool]:
-    """``(size, discrete)`` of an action or observation space, with a clear error otherwise."""
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n), True
-    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-        return int(space.shape[0]), False
-    raise ValueError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
+    """``(size, discrete)`` of a space the agents' flat policies can read or emit."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
+        raise ValueError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
+    return sampling_space_dims(space)
 
 
 class PolicyActor:
@@ -91,10 +90,7 @@ class PolicyActor:
 
     def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
         obs = obs.to(self.device, non_blocking=True)
-        if self.params is None:
-            actions, log_probs = self.policy.act(obs, None, deterministic=self.deterministic, generator=generator)
-        else:
-            actions, log_probs = self.policy.act(obs, self.params, deterministic=self.deterministic, generator=generator)
+        actions, log_probs = self.policy.act(obs, self.params, deterministic=self.deterministic, generator=generator)
         return ActorOutput(actions.cpu(), log_probs.cpu(), state, {})
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:

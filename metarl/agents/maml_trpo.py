@@ -25,8 +25,7 @@ from typing import Any
 import torch
 
 from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats, space_dims, task_batch
-from metarl.core import MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
-from metarl.core.adaptation import BatchedMode
+from metarl.core import BatchedMode, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
 from metarl.envs import Task, TaskFamily
 from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy
 from metarl.nn.policy import Policy
@@ -47,7 +46,7 @@ class MAMLTRPOConfig(CommonConfig):
     hidden_sizes: tuple[int, ...] = param((64, 64), min=1, help="policy MLP hidden layers")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     cg_iters: int = param(10, min=1, help="conjugate-gradient iterations")
-    batched: str = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
+    batched: BatchedMode = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
 
 
 def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float) -> Policy:
@@ -84,11 +83,8 @@ class MAMLTRPO(MetaAgent):
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
         with torch.no_grad():
             adapted = adapt(self.policy, params, self.batch(episodes), lr=self.config.inner_lr, first_order=True,
-                            batched=self._batched())
+                            batched=self.config.batched)
         return {k: v.detach() for k, v in adapted.items()}
-
-    def _batched(self) -> BatchedMode:
-        return self.config.batched  # type: ignore[return-value]
 
     def train_iteration(self, it: int) -> dict[str, float]:
         cfg = self.config
@@ -107,7 +103,7 @@ class MAMLTRPO(MetaAgent):
         steps += int(post.lengths.sum())
         metrics.update(episode_stats(post, "post_", self.family.has_success))
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
-                                  first_order=cfg.first_order, batched=self._batched())
+                                  first_order=cfg.first_order, batched=self.config.batched)
         new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters)
         load_params_(self.policy, new_meta)
         metrics.update({"loss_before": info.loss_before, "loss_after": info.loss_after, "kl": info.kl,

@@ -119,10 +119,14 @@ class MetaWorldFamily(TaskFamily):
         return list(bm.train_classes if split == "train" else bm.test_classes)
 
     def all_tasks(self, split: str) -> list[Task]:
-        check_split(split)
+        return list(self._split_tasks[check_split(split)])
+
+    @functools.cached_property
+    def _split_tasks(self) -> dict[str, tuple[Task, ...]]:
+        """Built once: ``sample`` runs every iteration and ML45 has 2,500 tasks."""
         bm = self._benchmark
-        tasks = bm.train_tasks if split == "train" else bm.test_tasks
-        return self._tasks(split, [{"env_name": t.env_name, "data": t.data} for t in tasks])
+        return {split: tuple(self._tasks(split, [{"env_name": t.env_name, "data": t.data} for t in tasks]))
+                for split, tasks in (("train", bm.train_tasks), ("test", bm.test_tasks))}
 
     def sample(self, n, rng=None, split="train"):
         """Class-balanced: classes are visited round-robin in a shuffled order,

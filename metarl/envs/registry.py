@@ -88,12 +88,14 @@ def _load_path(path: str) -> Factory:
 def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
     try:
         sig = inspect.signature(factory)
-        sig.bind(**params)
-    except TypeError as exc:
-        allowed = [p for p in sig.parameters] if "sig" in locals() else []
-        raise EnvSpecError(f"{origin}: bad parameters {params}: {exc}; allowed: {', '.join(allowed) or 'none'}") from None
     except ValueError:
-        pass  # builtins without a signature: let the call itself complain
+        sig = None  # builtins without a signature: let the call itself complain
+    if sig is not None:
+        try:
+            sig.bind(**params)
+        except TypeError as exc:
+            allowed = ", ".join(sig.parameters) or "none"
+            raise EnvSpecError(f"{origin}: bad parameters {params}: {exc}; allowed: {allowed}") from None
     family = factory(**params)
     if not isinstance(family, TaskFamily):
         raise EnvSpecError(

@@ -57,18 +57,22 @@ def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
 
     Episodes that end early make the agent's budgets ragged (1988, 3944, ...),
     and PPO can only stop at multiples of its rollout size. So budgets are
-    rounded *down* to a multiple of a quarter of the leading power of ten of
-    the smallest increment (250 for ~2,000-step rounds): the baseline never
-    gets more experience than the agent.
+    rounded *down* to a multiple of a round quantum (1, 2 or 5 times a power of
+    ten) no larger than a quarter of the smallest increment: 200 for ~1,000- or
+    ~2,000-step rounds; budgets of fixed-length episodes (2,000, 4,000) are
+    kept. The baseline never gets more experience than the agent, and its
+    rollouts stay a sensible size.
     """
     by_round: dict[int, list[int]] = {}
     for r in rows:
         by_round.setdefault(r.round, []).append(r.env_steps)
-    raw = [float(np.mean(by_round[k])) for k in sorted(by_round)]
+    raw = [int(round(float(np.mean(by_round[k])))) for k in sorted(by_round)]
     increments = [b - a for a, b in zip(raw, raw[1:]) if b > a]
-    if not increments:
-        return [int(b) for b in raw]
-    quantum = max(1, int(10 ** math.floor(math.log10(min(increments))) // 4))
+    if not increments or math.gcd(*increments) >= 16:  # fixed-length episodes: usable as they are
+        return raw
+    quarter = max(1.0, min(increments) / 4)
+    power = 10 ** math.floor(math.log10(quarter))
+    quantum = int(max(m * power for m in (1, 2, 5) if m * power <= quarter))
     return [int(b // quantum) * quantum for b in raw]  # increments >= 4 quanta, so still increasing
 
 
