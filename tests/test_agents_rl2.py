@@ -194,3 +194,34 @@ def test_value_warmup_refits_the_head_without_touching_the_policy() -> None:
     _, _, values = a.advantages(trials)  # values after the refit, on the batch it was fit to
     real = trials.mask > 0
     assert float(((values - returns)[real] ** 2).mean()) < float(((returns[real] - returns[real].mean()) ** 2).mean())
+
+
+def test_return_normalization_preserves_values_and_normalizes_targets() -> None:
+    a = agent(CueFamily(horizon=2, n=3), "gru")
+    features = torch.randn(5, a.net.value.in_features)
+    before = a.net.denormalize(a.net.heads(features)[1]).detach()
+    returns = torch.randn(200, dtype=torch.float64).float() * 30 + 50
+    a.net.update_return_stats(returns, momentum=0.9)  # first batch: statistics set outright
+    assert float(a.net.return_mean) == pytest.approx(float(returns.mean()), rel=1e-4)
+    assert float(a.net.return_std) == pytest.approx(float(returns.std(unbiased=False)), rel=1e-3)
+    a.net.update_return_stats(returns / 10, momentum=0.9)  # early batches: a plain running average
+    assert float(a.net.return_mean) == pytest.approx(0.55 * float(returns.mean()), rel=1e-4)
+    for _ in range(20):
+        a.net.update_return_stats(returns / 10, momentum=0.9)  # later ones: the momentum average
+    mean = float(a.net.return_mean)
+    a.net.update_return_stats(returns, momentum=0.9)
+    assert float(a.net.return_mean) == pytest.approx(0.9 * mean + 0.1 * float(returns.mean()), rel=1e-4)
+    after = a.net.denormalize(a.net.heads(features)[1]).detach()
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert float(a.net.normalize(a.net.return_mean + a.net.return_std)) == pytest.approx(1.0)
+
+
+def test_checkpoints_saved_before_return_normalization_still_load() -> None:
+    a = agent(CueFamily(horizon=2, n=3), "gru")
+    a.net.update_return_stats(torch.tensor([1.0, 5.0]), momentum=0.9)
+    old = {k: v for k, v in a.net.state_dict().items() if not k.startswith("return_")}
+    b = agent(CueFamily(horizon=2, n=3), "gru")
+    b.net.load_compatible(old)
+    assert float(b.net.return_mean) == 0.0 and float(b.net.return_std) == 1.0
+    with pytest.raises(RuntimeError, match="value.bias"):
+        b.net.load_compatible({k: v for k, v in old.items() if k != "value.bias"})

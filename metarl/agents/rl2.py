@@ -62,6 +62,8 @@ class RL2Config(CommonConfig):
     bptt: int = param(0, min=0, help="truncated BPTT length in steps (0: backprop through whole trials; GRU/LSTM)")
     value_warmup: int = param(0, min=0, help="first N iterations only refit the value head (least squares on "
                                            "frozen features), e.g. after init_from changed the return scale")
+    value_norm: float = param(0.9, min=0.0, max=1.0, help="momentum of the PopArt return statistics the value "
+                                                          "head is normalized by (1.0: off, raw returns)")
     init_from: str | None = param(None, help="warm-start the network from this rl2 run dir or checkpoint "
                                              "(a curriculum, e.g. n=10 -> n=100 trials); optimizer starts fresh")
 
@@ -94,7 +96,7 @@ class RL2(MetaAgent):
         self.trial_episodes = config.trial_episodes or self.family.trial_episodes
         self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(self.device)
         if config.init_from:
-            self.net.load_state_dict(load_checkpoint(config.init_from).state["agent"]["net"])
+            self.net.load_compatible(load_checkpoint(config.init_from).state["agent"]["net"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
 
     # -- the algorithm --------------------------------------------------------------------
@@ -104,12 +106,17 @@ class RL2(MetaAgent):
                                    episodes_per_trial=episodes_per_trial, seed=seed)
 
     def advantages(self, trials: Trials) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """GAE over each whole trial (one long episode, terminal at the trial's end); old values too."""
+        """GAE over each whole trial (one long episode, terminal at the trial's end).
+
+        Also returns the value targets and old values, both in return units, after updating the
+        return statistics with these targets (``value_norm``)."""
         with torch.no_grad():
             features, _ = self.net.features(trials.inputs)
-            _, values = self.net.heads(features)
+            values = self.net.denormalize(self.net.heads(features)[1])
         adv, returns = gae(trials.rewards, values, trials.mask, gamma=self.config.discount,
                            gae_lambda=self.config.gae_lambda)
+        if self.config.value_norm < 1.0:
+            self.net.update_return_stats(returns[trials.mask > 0], self.config.value_norm)
         return normalize_advantages(adv, trials.mask), returns, values
 
     def minibatch_step(self, trials: Trials, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
@@ -131,7 +138,7 @@ class RL2(MetaAgent):
             dist, values = self.net.heads(features)
             log_probs = dist.log_prob(trials.actions[:, sl])
             pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
-            vf = 0.5 * masked_mean((values - returns[:, sl]) ** 2, mask)
+            vf = 0.5 * masked_mean((values - self.net.normalize(returns[:, sl])) ** 2, mask)
             ent = entropy(dist, mask)
             ((pg + cfg.vf_coef * vf - cfg.ent_coef * ent) * weight).backward()
             with torch.no_grad():
@@ -188,7 +195,7 @@ class RL2(MetaAgent):
         features, _ = self.net.features(trials.inputs)
         real = trials.mask > 0
         x = torch.cat([features[real], torch.ones(int(real.sum()), 1, device=features.device)], dim=1).double()
-        y = returns[real].double().unsqueeze(1)
+        y = self.net.normalize(returns[real]).double().unsqueeze(1)
         coef = torch.linalg.solve(x.T @ x + 1e-3 * torch.eye(x.shape[1], dtype=x.dtype, device=x.device), x.T @ y)
         self.net.value.weight.copy_(coef[:-1, 0].to(self.net.value.weight.dtype).unsqueeze(0))
         self.net.value.bias.copy_(coef[-1].to(self.net.value.bias.dtype))
@@ -206,7 +213,7 @@ class RL2(MetaAgent):
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
+        self.net.load_compatible({k: v.to(self.device) for k, v in state["net"].items()})
         self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the params' device
         self.rng.bit_generator.state = state["rng"]
 

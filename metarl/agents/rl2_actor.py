@@ -48,6 +48,11 @@ class RL2Net(nn.Module):
         self.recurrent = isinstance(policy, RecurrentPolicy)
         width = policy.hidden_size if isinstance(policy, RecurrentPolicy) else policy.blocks[-1].out_features
         self.value = nn.Linear(width, 1)
+        # PopArt-style return statistics (van Hasselt et al. 2016): the value head predicts
+        # (return - mean) / std, so its loss stays O(1) whatever the trial length; identity until fitted.
+        self.register_buffer("return_mean", torch.zeros(()))
+        self.register_buffer("return_std", torch.ones(()))
+        self.register_buffer("return_updates", torch.zeros(()))
 
     @property
     def discrete(self) -> bool:
@@ -85,9 +90,47 @@ class RL2Net(nn.Module):
         return x, tuple(new_state)
 
     def heads(self, features: Tensor) -> tuple[Distribution, Tensor]:
-        """Action distribution and value estimate from features ``[..., F]``."""
+        """Action distribution and *normalized* value estimate from features ``[..., F]``."""
         dist = self.policy.head.distribution(self.policy.head(features))
         return dist, self.value(features).squeeze(-1)
+
+    def denormalize(self, value: Tensor) -> Tensor:
+        """A value-head output in return units."""
+        return value * self.return_std + self.return_mean
+
+    def normalize(self, returns: Tensor) -> Tensor:
+        """Returns in the value head's units."""
+        return (returns - self.return_mean) / self.return_std
+
+    @torch.no_grad()
+    def update_return_stats(self, returns: Tensor, momentum: float) -> None:
+        """Move the return statistics toward this batch's, *preserving* every value output.
+
+        PopArt's trick: rescaling the head's weight and bias along with the statistics keeps
+        ``denormalize(value)`` unchanged, so a shift in return scale (longer trials, a
+        warm start, a better policy) never becomes a sudden systematic advantage error.
+        """
+        old_mean, old_std = self.return_mean.clone(), self.return_std.clone()
+        # The first batch sets the statistics outright; the first few are averaged equally, then
+        # the momentum average takes over (no bias toward the identity start).
+        momentum = min(momentum, float(self.return_updates) / (float(self.return_updates) + 1.0))
+        mean = momentum * old_mean + (1 - momentum) * returns.mean()
+        second = momentum * (old_std**2 + old_mean**2) + (1 - momentum) * (returns**2).mean()
+        std = (second - mean**2).clamp(min=1e-8).sqrt().clamp(min=1e-4)
+        self.value.weight.mul_(old_std / std)
+        self.value.bias.mul_(old_std).add_(old_mean - mean).div_(std)
+        self.return_mean.copy_(mean)
+        self.return_std.copy_(std)
+        self.return_updates.add_(1.0)
+
+    def load_compatible(self, state: dict[str, Tensor]) -> None:
+        """Load a state dict, accepting ones saved before the return statistics existed (identity)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        absent = set(missing) - {"return_mean", "return_std", "return_updates"}
+        if absent or unexpected:
+            raise RuntimeError(f"RL2Net state does not match: missing {sorted(absent)}, unexpected {sorted(unexpected)}")
+        for name in set(missing):
+            getattr(self, name).fill_(1.0 if name == "return_std" else 0.0)
 
 
 class TrialState(NamedTuple):
