@@ -225,3 +225,21 @@ def test_checkpoints_saved_before_return_normalization_still_load() -> None:
     assert float(b.net.return_mean) == 0.0 and float(b.net.return_std) == 1.0
     with pytest.raises(RuntimeError, match="value.bias"):
         b.net.load_compatible({k: v for k, v in old.items() if k != "value.bias"})
+
+
+def test_paired_difference_matches_per_task_totals() -> None:
+    from metarl.evaluation.curves import CurveRow
+    from metarl.evaluation.references import paired_difference
+
+    def rows(method: str, totals: list[float]) -> list[CurveRow]:
+        return [CurveRow(method=method, run="r", family="bandit", split="test", seed=0, task=t, round=k, env_steps=k,
+                         episodes=1, return_mean=total / 2, success_rate=float("nan"))
+                for t, total in enumerate(totals) for k in range(2)]
+
+    a, b = rows("rl2", [3.0, 5.0, 10.0]), rows("thompson", [1.0, 4.0, 6.0])
+    out = paired_difference(a, "rl2", b, "thompson")
+    diffs = np.array([2.0, 1.0, 4.0])
+    assert out["mean"] == pytest.approx(diffs.mean()) and out["tasks"] == 3
+    assert out["stderr"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="share 0 scored tasks"):
+        paired_difference(a, "rl2", b, "ucb1")

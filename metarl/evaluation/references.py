@@ -177,6 +177,29 @@ def total_per_trial(rows: Sequence[CurveRow], method: str) -> float:
     return float(sum(np.mean(v) for v in by_round.values()))
 
 
+def per_task_totals(rows: Sequence[CurveRow], method: str) -> dict[tuple[int, int], float]:
+    """Total reward per trial of each (seed, task): the sum over rounds of that task's mean return."""
+    totals: dict[tuple[int, int], float] = {}
+    for r in rows:
+        if r.method == method:
+            totals[(r.seed, r.task)] = totals.get((r.seed, r.task), 0.0) + r.return_mean
+    return totals
+
+
+def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[CurveRow], b: str) -> dict[str, float]:
+    """Mean and standard error over tasks of ``a - b`` per trial, on the tasks both were scored on.
+
+    Why paired: the references run on the agent's very tasks, so the task-to-task spread (a bandit
+    whose best arm pays 0.99 against one whose pays 0.4) cancels; the unpaired error bars overlap
+    long after the difference itself is clear.
+    """
+    ta, tb = per_task_totals(rows_a, a), per_task_totals(rows_b, b)
+    diffs = np.array([ta[k] - tb[k] for k in ta if k in tb])
+    if diffs.size < 2:
+        raise ValueError(f"{a!r} and {b!r} share {diffs.size} scored tasks; a paired comparison needs 2 or more")
+    return {"mean": float(diffs.mean()), "stderr": float(diffs.std(ddof=1) / np.sqrt(diffs.size)), "tasks": int(diffs.size)}
+
+
 def compare_run(run_dir: Path) -> dict[str, Any]:
     """References on exactly the tasks/seeds/trials of a run's ``eval/curves.json``, written beside it."""
     curves = read_curves(run_dir / "eval")
@@ -188,7 +211,8 @@ def compare_run(run_dir: Path) -> dict[str, Any]:
                                                                    split=meta.get("split", "test")))
     return {"run": run_dir.name, "family": meta["family"], "tasks": meta["n_tasks"], "seeds": meta["seeds"],
             "trials_per_task": meta["episodes_per_round"], "episodes_per_trial": int(meta["rounds"]) + 1,
-            "mean_total_reward_per_trial": {agent: total_per_trial(curves.rows, agent), **totals}}
+            "mean_total_reward_per_trial": {agent: total_per_trial(curves.rows, agent), **totals},
+            f"paired_{agent}_minus": {m: paired_difference(curves.rows, agent, rows, m) for m in totals}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.run:
         report = compare_run(Path(args.run))
+        (Path(args.run) / "eval" / "references.json").write_text(json.dumps(report, indent=1) + "\n")
     else:
         if not args.env:
             parser.error("give ENV or --run RUN_DIR")
