@@ -92,6 +92,16 @@ class TaskFamily(ABC):
 
     #: Name as typed on the CLI (including parameters, e.g. ``bandit?k=5&n=100``).
     name: str = "unnamed"
+    #: The spec string ``make_family`` built this family from, parameters included
+    #: (``halfcheetah-dir?horizon=100``); evaluation records it so curves name exactly the tasks
+    #: they were scored on. ``None`` for a family constructed directly.
+    spec: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        """The spec with parameters where known, else ``name``: what curves and plots record."""
+        return self.spec or self.name
+
     #: Maximum steps per episode.
     horizon: int = 1
     #: Episodes per trial that context-based agents (RL²) default to.

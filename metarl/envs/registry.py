@@ -106,7 +106,15 @@ def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
 
 
 def make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
-    """Resolve a family name (see module docstring) into a TaskFamily."""
+    """Resolve a family name (see module docstring) into a TaskFamily, remembering the spec it came from."""
+    family = _make_family(spec, **extra_kwargs)
+    if family.spec is None:
+        extra = "&".join(f"{k}={v}" for k, v in extra_kwargs.items())
+        family.spec = spec.strip() + (("&" if "?" in spec else "?") + extra if extra else "")
+    return family
+
+
+def _make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
     if not isinstance(spec, str) or not spec.strip():
         raise EnvSpecError(f"family name {spec!r} is empty; run `metarl envs` to list families")
     name, params = parse_spec(spec)

@@ -52,7 +52,7 @@ DEFAULT_PPO_KWARGS: dict[str, Any] = {
 
 
 def _row_base(family: TaskFamily, task: Task, method: str, run: str | None, seed: int) -> dict[str, Any]:
-    return {"method": method, "run": run or f"{method}-seed{seed}", "family": family.name, "split": task.split,
+    return {"method": method, "run": run or f"{method}-seed{seed}", "family": family.full_name, "split": task.split,
             "seed": int(seed)}
 
 

@@ -49,7 +49,7 @@ def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, 
 def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
                episodes_per_round: int) -> list[CurveRow]:
     episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
-    return rows_from_rounds(method, run, agent.family.name, split, seed, episodes, agent.family.has_success)
+    return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes, agent.family.has_success)
 
 
 def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
@@ -114,7 +114,7 @@ def evaluate_agent(
         if "ppo-scratch" in baselines:
             rows += ppo_scratch_baseline(family, tasks, budgets_of(mine), episodes_per_round, seed, run=run,
                                          progress=progress)
-    meta = curve_meta(family.name, agent=agent.name, split=split, n_tasks=n_tasks, rounds=rounds,
+    meta = curve_meta(family.full_name, agent=agent.name, split=split, n_tasks=n_tasks, rounds=rounds,
                       episodes_per_round=episodes_per_round, seeds=list(seeds), baselines=list(baselines),
                       round_definition="one inner gradient step on fresh episodes" if hasattr(agent, "adapt")
                       else "one more episode of the trial")
