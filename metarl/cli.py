@@ -122,6 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from metarl.api import configure_threads, load_agent
     from metarl.evaluation.plots import plot_adaptation
     from metarl.evaluation.protocol import evaluate_agent
+    from metarl.evaluation.report import format_report
     from metarl.runs import RunDir
 
     configure_threads(args.threads)
@@ -133,13 +134,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pretrained = load_agent(args.pretrained, device=args.device) if args.pretrained else None
     baselines = [b for b in (args.baselines or "").split(",") if b]
     out_dir = Path(args.out) if args.out else run.eval
-    csv_path, json_path, _ = evaluate_agent(
+    csv_path, json_path, rows = evaluate_agent(
         agent, run=run.path.name, out_dir=out_dir, split=args.split, n_tasks=args.tasks, rounds=args.rounds,
         episodes_per_round=args.episodes, seeds=[args.seed + i for i in range(args.seeds)], baselines=baselines,
         pretrained=pretrained, progress=not args.no_progress)
     png = out_dir / "adaptation.png"
     plot_adaptation(csv_path, png, out_dir / "adaptation.svg", x="env_steps" if "ppo-scratch" in baselines else "round")
     agent.close()
+    print(format_report(rows, agent.name))
     print(f"curves: {csv_path}\n        {json_path}\nplot:   {png}")
     return 0
 

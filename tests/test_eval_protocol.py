@@ -58,8 +58,8 @@ def test_random_baseline_sits_beside_the_agent(tmp_path):
 
 
 class Outcome:
-    def __init__(self, returncode: int, stderr: str) -> None:
-        self.returncode, self.stderr = returncode, stderr
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
 @pytest.fixture
@@ -72,7 +72,8 @@ def cli(capsys, monkeypatch):
             code = main([*args])
         except SystemExit as exc:  # argparse usage errors
             code = int(exc.code or 0)
-        return Outcome(code, capsys.readouterr().err)
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
 
     return run
 
@@ -105,8 +106,10 @@ def test_evaluate_errors(tmp_path, cli):
     out = cli("evaluate", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and "not a metarl run directory" in out.stderr
     # and a good one writes CSV, JSON and the plot
-    out = cli("evaluate", str(maml), "--tasks", "2", "--rounds", "1", "--episodes", "2", cwd=tmp_path)
+    out = cli("evaluate", str(maml), "--tasks", "2", "--rounds", "1", "--episodes", "2", "--baselines", "random",
+              cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+    assert "over 2 test tasks" in out.stdout and "maml-trpo minus each baseline" in out.stdout
     assert (maml / "eval/curves.csv").is_file() and (maml / "eval/adaptation.png").stat().st_size > 10_000
     out = cli("plot", str(maml), str(other), "--out", str(tmp_path / "plots"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -36,6 +36,7 @@ from metarl.envs import Task, TaskFamily, make_family
 from metarl.envs.bandit import Bandit
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
 from metarl.evaluation.protocol import rows_from_rounds
+from metarl.evaluation.report import paired
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
 
@@ -197,7 +198,7 @@ def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[Curve
     diffs = np.array([ta[k] - tb[k] for k in ta if k in tb])
     if diffs.size < 2:
         raise ValueError(f"{a!r} and {b!r} share {diffs.size} scored tasks; a paired comparison needs 2 or more")
-    return {"mean": float(diffs.mean()), "stderr": float(diffs.std(ddof=1) / np.sqrt(diffs.size)), "tasks": int(diffs.size)}
+    return paired(diffs)._asdict()
 
 
 def compare_run(run_dir: Path) -> dict[str, Any]:
