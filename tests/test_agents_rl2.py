@@ -169,6 +169,20 @@ def test_meta_test_rounds_are_the_episodes_of_one_trial() -> None:
     torch.testing.assert_close(sum(r.returns for r in rounds), trial_returns(whole))
 
 
+def test_rl2_curves_count_one_trials_experience() -> None:
+    """3 parallel trials of 2-step episodes: before episode k a trial has seen 2k steps, not 3 x 2k."""
+    from metarl.evaluation.protocol import agent_rows
+
+    a = agent(CueFamily(horizon=2, n=3))
+    tasks = a.family.sample(2, rng=0)
+    rows = agent_rows(a, tasks, method="rl2", run="r", split="test", seed=5, rounds=2, episodes_per_round=3)
+    lengths = [r.lengths.double() for r in a.meta_test(tasks, rounds=2, episodes_per_round=3, seed=5)]
+    for r in rows:  # episodes may end early, so a trial's mean length, not a fixed 2 per episode
+        expected = sum(int(lengths[j][r.task].mean().round()) for j in range(r.round))
+        assert r.env_steps == expected <= 2 * r.round
+    assert max(r.env_steps for r in rows) > 0
+
+
 def test_bandit_references_beat_random_on_the_same_tasks() -> None:
     from metarl.envs import make_family
 

@@ -30,8 +30,13 @@ BASELINES = ("random", "ppo-scratch", "pretrained-finetune")
 
 
 def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, rounds: Sequence[Episodes],
-                     has_success: bool) -> list[CurveRow]:
-    """One row per (task, round); ``env_steps`` counts the steps of earlier rounds on that task."""
+                     has_success: bool, parallel_trials: bool = False) -> list[CurveRow]:
+    """One row per (task, round); ``env_steps`` counts the steps of earlier rounds on that task.
+
+    ``parallel_trials``: a round's episodes belong to separate, independent trials (RL²), so the
+    experience behind one scored episode is *one* trial's earlier episodes: the mean over the round's
+    episodes, not their sum (which a gradient step, consuming all of them, does use).
+    """
     rows: list[CurveRow] = []
     spent = np.zeros(rounds[0].n_tasks, dtype=np.int64)
     for k, episodes in enumerate(rounds):
@@ -42,14 +47,16 @@ def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, 
                 method=method, run=run, family=family, split=split, seed=seed, task=i, round=k,
                 env_steps=int(spent[i]), returns=returns[i],
                 successes=None if success is None else success[i]))
-        spent += episodes.lengths.sum(dim=1).numpy()
+        lengths = episodes.lengths.double()
+        spent += (lengths.mean(dim=1) if parallel_trials else lengths.sum(dim=1)).round().long().numpy()
     return rows
 
 
 def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
                episodes_per_round: int) -> list[CurveRow]:
     episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
-    return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes, agent.family.has_success)
+    return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes, agent.family.has_success,
+                            parallel_trials=not hasattr(agent, "adapt"))
 
 
 def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
