@@ -154,7 +154,7 @@ so machine-load drift hits both. Threads: torch_threads below.
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write ``<output>.md`` / ``.json``."""
-    parser = argparse.ArgumentParser(prog="metarl bench core", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="metarl bench core", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="all", help="'all' (CPU, plus CUDA if present), 'cpu', 'cuda', 'auto'")
     parser.add_argument("--tasks", default="20,40", help="comma-separated meta-batch sizes")
     parser.add_argument("--samples", default="200,5000", help="comma-separated samples per task")

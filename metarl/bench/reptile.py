@@ -125,7 +125,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Command: `metarl bench reptile {' '.join(result['argv'])}`", "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']} "
         f"({m['torch_threads']} thread), MuJoCo {m['mujoco']}. Load average at start {tuple(m['load_average_start'])}, "
-        f"at end {tuple(result['load_average_end'])} (the machine was shared with other training runs; "
+        f"at end {tuple(result['load_average_end'])} ({_load_note(m['load_average_start'], m['cpus'])}; "
         "contenders were interleaved, so the ratios are the result).", "",
         f"## 1. Single-task PPO, end to end ({FAMILY}, target velocity {result['velocity']:.3f})", "",
         f"Same hyperparameters: {', '.join(f'{k}={v}' for k, v in PPO.items())}, 2x64 tanh policy and value nets; "
@@ -155,13 +155,18 @@ as metarl, so the gain is batched inference, not a faster update: metarl's updat
 for one task, functional Adam on one flat tensor) is on par with SB3's. Task batching gains the
 same way once more: one sampler call steps every task's envs together, and one vmapped gradient
 per minibatch serves all tasks (small per-task minibatches are where vmap wins on CPU, see
-bench_core.md). Wall times on this shared machine are noisy (other training runs were active);
-contenders were interleaved, so compare the ratios."""
+bench_core.md). Contenders were interleaved, so compare the ratios; absolute wall times depend
+on what else the machine was running (see the load average above)."""
+
+
+def _load_note(load: list[float], cpus: int) -> str:
+    """Say whether other work competed for the cores, from the 1-minute load average at start."""
+    return "idle apart from this benchmark" if load[0] < 0.5 * cpus else "shared with other work"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements, print them and write ``<output>.md`` / ``.json``."""
-    parser = argparse.ArgumentParser(prog="metarl bench reptile", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="metarl bench reptile", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=3, help="PPO updates per single-task run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10, help="tasks of the meta-iteration")

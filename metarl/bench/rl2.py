@@ -93,7 +93,7 @@ def write_report(rows: list[dict[str, Any]], info: dict[str, Any], out: Path) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metarl bench rl2", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="metarl bench rl2", allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches, one timed iteration (smoke test)")
     parser.add_argument("--repeats", type=int, help="timed iterations per contender (default 3, quick 1)")
     parser.add_argument("--families", nargs="*", help="subset of the families to run")

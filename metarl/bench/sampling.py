@@ -217,7 +217,7 @@ def inference_note(families: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metarl bench sampling", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="metarl bench sampling", allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny batches, one repeat: a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--families", nargs="+", default=None, help="subset of: " + ", ".join(FULL))
