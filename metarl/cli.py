@@ -108,8 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return show_config(args.agent, args.env, args.config, overrides)
     env = args.env
     if env and args.env_kwargs:
-        extra = "&".join(f"{k}={v}" for k, v in _env_kwargs(args.env_kwargs).items())
-        env = f"{env}{'&' if '?' in env else '?'}{extra}"
+        from metarl.envs.registry import with_params
+
+        env = with_params(env, _env_kwargs(args.env_kwargs))
     outcome = train(args.agent, env, config_file=args.config, overrides=overrides, seed=args.seed,
                     device=args.device, run_dir=args.run_dir, resume=args.resume, threads=args.threads)
     print(f"run directory: {outcome.run_dir}")

@@ -183,6 +183,19 @@ def test_rl2_curves_count_one_trials_experience() -> None:
     assert max(r.env_steps for r in rows) > 0
 
 
+def test_random_baseline_beside_rl2_counts_one_trials_steps() -> None:
+    from metarl.evaluation.baselines import random_baseline
+
+    family = CueFamily(horizon=2, n=3)
+    tasks = family.sample(2, rng=0)
+    summed = random_baseline(family, tasks, rounds=2, episodes_per_round=3, seed=5)
+    per_trial = random_baseline(family, tasks, rounds=2, episodes_per_round=3, seed=5, parallel_trials=True)
+    assert [r.return_mean for r in per_trial] == [r.return_mean for r in summed]
+    for s, p in zip(summed, per_trial, strict=True):
+        assert p.env_steps <= 2 * p.round and p.env_steps * 3 - 3 * p.round <= s.env_steps <= p.env_steps * 3 + 3 * p.round
+    assert max(p.env_steps for p in per_trial) > 0
+
+
 def test_bandit_references_beat_random_on_the_same_tasks() -> None:
     from metarl.envs import make_family
 

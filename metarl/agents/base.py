@@ -116,6 +116,10 @@ class MetaAgent(ABC):
     """What the trainer, the evaluator and the Python API rely on."""
 
     name: str = "agent"
+    #: What one meta-test round is. ``False``: one adaptation step consuming all of the round's
+    #: episodes (MAML, Reptile). ``True``: one more episode of each of the round's independent,
+    #: parallel trials (RL²), so the experience behind a scored episode is one trial's.
+    rounds_are_trial_episodes: bool = False
 
     def __init__(self, config: Any, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
@@ -123,7 +127,7 @@ class MetaAgent(ABC):
         torch.manual_seed(seed)
         self.config = config
         self.family = make_family(family) if isinstance(family, str) else family
-        self.family_spec = family if isinstance(family, str) else self.family.name
+        self.family_spec = self.family.full_name
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         sampling: SamplingConfig = config.sampling

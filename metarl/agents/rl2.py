@@ -85,6 +85,7 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
 
 class RL2(MetaAgent):
     name = "rl2"
+    rounds_are_trial_episodes = True
     Config = RL2Config
 
     def __init__(self, config: RL2Config, family: str | TaskFamily, *, seed: int = 0,

@@ -105,12 +105,19 @@ def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
     return family
 
 
+def with_params(spec: str, params: dict[str, Any]) -> str:
+    """``spec`` with ``params`` appended as ``key=value`` pairs (the inverse of :func:`parse_spec`)."""
+    spec = spec.strip()
+    if not params:
+        return spec
+    return spec + ("&" if "?" in spec else "?") + "&".join(f"{k}={v}" for k, v in params.items())
+
+
 def make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
     """Resolve a family name (see module docstring) into a TaskFamily, remembering the spec it came from."""
     family = _make_family(spec, **extra_kwargs)
     if family.spec is None:
-        extra = "&".join(f"{k}={v}" for k, v in extra_kwargs.items())
-        family.spec = spec.strip() + (("&" if "?" in spec else "?") + extra if extra else "")
+        family.spec = with_params(spec, extra_kwargs)
     return family
 
 

@@ -65,13 +65,16 @@ def policy_baseline(
     make_policy: PolicyFactory,
     method: str,
     run: str | None = None,
+    parallel_trials: bool = False,
 ) -> list[CurveRow]:
     """Score a fixed (non-learning) policy on each task for rounds ``0..rounds``.
 
     Nothing is learned between rounds, so the curve is flat up to noise; it
     still has one point per round, with ``env_steps`` counting the steps of the
     earlier rounds' episodes (the experience it had and ignored), so it spans
-    the same x-range as an agent that adapts on its episodes.
+    the same x-range as an agent that adapts on its episodes. ``parallel_trials``
+    counts as :func:`~metarl.evaluation.protocol.rows_from_rounds` does for RL²:
+    a round's episodes are separate trials, so one trial's steps (their mean).
     """
     _check_counts(rounds=rounds, episodes_per_round=episodes_per_round)
     rows = []
@@ -85,7 +88,8 @@ def policy_baseline(
                 rows.append(CurveRow.from_episodes(
                     **_row_base(family, task, method, run, seed), task=t, round=k, env_steps=steps,
                     returns=[r.ret for r in results], successes=[r.success for r in results]))
-                steps += sum(r.steps for r in results)
+                round_steps = sum(r.steps for r in results)
+                steps += round(round_steps / len(results)) if parallel_trials else round_steps
         finally:
             env.close()
     return rows
@@ -98,10 +102,12 @@ def _uniform_policy(env: gym.Env, seed: int) -> Policy:
 
 
 def random_baseline(
-    family: TaskFamily, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int, run: str | None = None
+    family: TaskFamily, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int, run: str | None = None,
+    parallel_trials: bool = False,
 ) -> list[CurveRow]:
     """``random``: uniform random actions; the floor every method must clear."""
-    return policy_baseline(family, tasks, rounds, episodes_per_round, seed, _uniform_policy, "random", run)
+    return policy_baseline(family, tasks, rounds, episodes_per_round, seed, _uniform_policy, "random", run,
+                           parallel_trials=parallel_trials)
 
 
 def _check_counts(**counts: int) -> None:

@@ -56,7 +56,7 @@ def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, spli
                episodes_per_round: int) -> list[CurveRow]:
     episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
     return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes, agent.family.has_success,
-                            parallel_trials=not hasattr(agent, "adapt"))
+                            parallel_trials=agent.rounds_are_trial_episodes)
 
 
 def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
@@ -114,7 +114,8 @@ def evaluate_agent(
                           episodes_per_round=episodes_per_round)
         rows += mine
         if "random" in baselines:
-            rows += random_baseline(family, tasks, rounds, episodes_per_round, seed, run=run)
+            rows += random_baseline(family, tasks, rounds, episodes_per_round, seed, run=run,
+                                    parallel_trials=agent.rounds_are_trial_episodes)
         if "pretrained-finetune" in baselines:
             rows += agent_rows(pretrained, tasks, method="pretrained-finetune", run=run, split=split, seed=seed,
                                rounds=rounds, episodes_per_round=episodes_per_round)
@@ -123,7 +124,7 @@ def evaluate_agent(
                                          progress=progress)
     meta = curve_meta(family.full_name, agent=agent.name, split=split, n_tasks=n_tasks, rounds=rounds,
                       episodes_per_round=episodes_per_round, seeds=list(seeds), baselines=list(baselines),
-                      round_definition="one inner gradient step on fresh episodes" if hasattr(agent, "adapt")
-                      else "one more episode of the trial")
+                      round_definition="one more episode of the trial" if agent.rounds_are_trial_episodes
+                      else "one inner gradient step on fresh episodes")
     csv_path, json_path = write_curves(rows, out_dir, meta)
     return csv_path, json_path, rows

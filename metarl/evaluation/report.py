@@ -66,14 +66,14 @@ def format_report(rows: Sequence[CurveRow], agent: str) -> str:
     rounds = shown_rounds([r.round for r in rows])
     width = max(len(m) for m in methods) + 2
     n_tasks = len({(r.seed, r.task) for r in rows if r.method == agent})
+    groups: dict[tuple[str, int], list[CurveRow]] = {}
+    for r in rows:
+        groups.setdefault((r.method, r.round), []).append(r)
     lines = [f"mean return per episode over {n_tasks} test tasks [env steps of adaptation]",
              " " * width + "".join(f"{'round ' + str(k):>20}" for k in rounds)]
     for m in methods:
-        cells = []
-        for k in rounds:
-            got = [r for r in rows if r.method == m and r.round == k]
-            cells.append(f"{np.mean([r.return_mean for r in got]):>10.2f} [{int(np.mean([r.env_steps for r in got])):>6}]"
-                         if got else f"{'-':>19}")
+        cells = [f"{np.mean([r.return_mean for r in got]):>10.2f} [{int(np.mean([r.env_steps for r in got])):>6}]"
+                 if (got := groups.get((m, k))) else "-" for k in rounds]
         lines.append(f"{m:<{width}}" + "".join(f"{c:>20}" for c in cells))
     others = [m for m in methods if m != agent]
     if others:
