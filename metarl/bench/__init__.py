@@ -1,1 +1,40 @@
-"""Speed benchmarks run by `metarl bench <name>`, outside the test suite."""
+"""Speed benchmarks run by `metarl bench <name>`, outside the test suite.
+
+Every bench takes the same ``--out FOLDER`` and writes ``bench_<name>.md`` and ``.json`` there
+(default: ``experiments/results``, where the committed figures live). A ``--quick`` smoke run
+writes nothing unless ``--out`` is given, so trying a bench never overwrites committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
+
+
+def add_out_argument(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out FOLDER`` and ``--quick``, with the same meaning in every bench."""
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"folder for {name}.md/.json (default {RESULTS}; with --quick, nothing is written "
+                             "unless --out is given)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+
+
+def out_folder(args: argparse.Namespace) -> Path | None:
+    """Where this run's report goes: ``--out``, else the committed results unless it is a smoke run."""
+    if args.out is not None:
+        return Path(args.out)
+    return None if args.quick else RESULTS
+
+
+def write_report(folder: Path | None, name: str, markdown: str, payload: Any) -> None:
+    """Write ``<folder>/<name>.md`` and ``.json`` (nothing when ``folder`` is None) and say where."""
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {folder / f'{name}.md'} and {folder / f'{name}.json'}")

@@ -8,13 +8,12 @@ ratio is measured under the same machine load. The result decides the ``auto``
 rule in :func:`metarl.core.adaptation.resolve_batched`.
 
 Run ``python -m metarl.bench.core`` (or ``metarl bench core``); ``--quick`` for a
-smoke run that writes nothing unless ``--output`` is given.
+smoke run that writes nothing unless ``--out`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,14 +25,13 @@ from pathlib import Path
 
 import torch
 
+from metarl.bench import add_out_argument, out_folder, write_report
 from metarl.core.adaptation import CPU_VMAP_MAX_SAMPLES_PER_TASK, TaskBatch, resolve_batched
 from metarl.core.device import resolve_device
 from metarl.core.maml import MamlObjective
 from metarl.core.params import module_params
 from metarl.core.trpo import trpo_step
 from metarl.nn.mlp import GaussianMLPPolicy
-
-DEFAULT_OUTPUT = "experiments/results/bench_core"
 
 NOTES = """Reading the table: on CPU, vmap wins when per-task batches are small (one batched call
 replaces many small Python-level launches), and the plain loop wins for large per-task batches,
@@ -153,7 +151,7 @@ so machine-load drift hits both. Threads: torch_threads below.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, write ``<output>.md`` / ``.json``."""
+    """Run the benchmark, print the table, write ``bench_core.md`` / ``.json`` (see :mod:`metarl.bench`)."""
     parser = argparse.ArgumentParser(prog="metarl bench core", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="all", help="'all' (CPU, plus CUDA if present), 'cpu', 'cuda', 'auto'")
     parser.add_argument("--tasks", default="20,40", help="comma-separated meta-batch sizes")
@@ -163,15 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--obs-dim", type=int, default=20)
     parser.add_argument("--act-dim", type=int, default=6)
-    parser.add_argument("--output", default=None, help=f"path prefix for .md/.json (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat; writes only with --output")
+    add_out_argument(parser, "bench_core")
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.tasks, args.samples, args.horizon, args.repeats = "4", "20,100", 20, 1
-    output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    folder = out_folder(args)
     tasks = [int(x) for x in args.tasks.split(",")]
     samples = [int(x) for x in args.samples.split(",")]
     if args.device == "all":
@@ -193,13 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     machine = _machine()
     print(_table(rows))
-    if output:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".md").write_text(_markdown(rows, machine, args))
-        payload = {"machine": machine, "config": {k: v for k, v in vars(args).items()}, "rows": [asdict(r) for r in rows]}
-        path.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path.with_suffix('.md')} and {path.with_suffix('.json')}")
+    payload = {"machine": machine, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+               "rows": [asdict(r) for r in rows]}
+    write_report(folder, "bench_core", _markdown(rows, machine, args), payload)
     return 0
 
 

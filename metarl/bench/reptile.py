@@ -12,30 +12,28 @@ Two measurements, interleaved in one process so machine-load drift hits every co
    parameters, one sampler call, vmapped gradients) against 10 sequential single-task inner loops.
 
 Run ``metarl bench reptile`` (writes ``experiments/results/bench_reptile.{md,json}``) or
-``--quick`` for a smoke run that writes nothing unless ``--output`` is given.
+``--quick`` for a smoke run that writes nothing unless ``--out`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
 
 from metarl.agents.reptile_ppo import ReptilePPO, ReptilePPOConfig, reptile_step
+from metarl.bench import add_out_argument, out_folder, write_report
 from metarl.bench.sampling import machine
 from metarl.core import adam_init, load_params_, replicate_params, stack_params, task_params
 from metarl.envs import Task
 
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 FAMILY = "halfcheetah-vel"
 TARGET = 1.5
 # The shared PPO hyperparameters (SB3 names -> metarl names).
@@ -165,18 +163,17 @@ def _load_note(load: list[float], cpus: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run both measurements, print them and write ``<output>.md`` / ``.json``."""
+    """Run both measurements, print them and write ``bench_reptile.md`` / ``.json`` (see :mod:`metarl.bench`)."""
     parser = argparse.ArgumentParser(prog="metarl bench reptile", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=3, help="PPO updates per single-task run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10, help="tasks of the meta-iteration")
-    parser.add_argument("--output", default=None, help=f"path prefix (default {RESULTS / 'bench_reptile'})")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat; writes only with --output")
+    add_out_argument(parser, "bench_reptile")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.quick:
         args.updates, args.repeats, args.tasks = 1, 1, 2
-    output = args.output or (None if args.quick else str(RESULTS / "bench_reptile"))
+    folder = out_folder(args)
     info = machine()
 
     single_agent = ReptilePPO(metarl_config(10, PPO["n_epochs"], PPO["batch_size"]), FAMILY, seed=0)
@@ -207,12 +204,7 @@ def main(argv: list[str] | None = None) -> int:
               "notes": NOTES}
     text = to_markdown(result)
     print(text)
-    if output:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".md").write_text(text)
-        path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {path.with_suffix('.md')} and {path.with_suffix('.json')}")
+    write_report(folder, "bench_reptile", text, result)
     return 0
 
 

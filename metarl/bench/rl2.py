@@ -17,21 +17,18 @@ Writes ``experiments/results/bench_rl2.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from metarl.agents.rl2 import RL2, RL2Config
+from metarl.bench import add_out_argument, out_folder, write_report
 from metarl.runs import TrainerConfig
-
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 #: family -> (tasks, trials per task, episodes per trial)
 FULL = {"bandit?k=5&n=100": (32, 4, 100), "halfcheetah-dir": (4, 2, 2)}
@@ -70,10 +67,7 @@ def bench_one(spec: str, policy: str, tasks: int, trials: int, episodes: int, re
             "update_steps_per_s": steps / u, "trial_steps_per_s": steps / (c + u), "repeats": repeats}
 
 
-def write_report(rows: list[dict[str, Any]], info: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "bench_rl2.json"
-    json_path.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+def to_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     lines = ["# RL² trial throughput (collection + PPO update)", "",
              f"Machine: {info['platform']}, {info['cpus']} CPUs, Python {info['python']}, torch {info['torch']} "
              f"({info['torch_threads']} thread), load average at start {tuple(round(x, 2) for x in info['load_average_start'])}.",
@@ -87,17 +81,14 @@ def write_report(rows: list[dict[str, Any]], info: dict[str, Any], out: Path) ->
                      f"{r['episodes_per_trial']} | {r['steps_per_iteration']} | {r['collect_s']:.2f} | "
                      f"{r['update_s']:.2f} | {r['collect_steps_per_s']:.0f} | {r['update_steps_per_s']:.0f} | "
                      f"**{r['trial_steps_per_s']:.0f}** |")
-    md_path = out / "bench_rl2.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    return md_path, json_path
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metarl bench rl2", allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small batches, one timed iteration (smoke test)")
     parser.add_argument("--repeats", type=int, help="timed iterations per contender (default 3, quick 1)")
     parser.add_argument("--families", nargs="*", help="subset of the families to run")
-    parser.add_argument("--out", default=str(RESULTS), help="folder for bench_rl2.md/.json")
+    add_out_argument(parser, "bench_rl2")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the machine is shared; and one thread is what training runs use
     sizes = QUICK if args.quick else FULL
@@ -112,6 +103,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{spec:18s} {policy:5s} {row['trial_steps_per_s']:8.0f} trial steps/s "
                   f"(collect {row['collect_s']:.2f} s, update {row['update_s']:.2f} s)", flush=True)
             rows.append(row)
-    md, js = write_report(rows, info, Path(args.out))
-    print(f"wrote {md} and {js}")
+    write_report(out_folder(args), "bench_rl2", to_markdown(rows, info), {"machine": info, "rows": rows})
     return 0

@@ -13,22 +13,19 @@ Writes ``experiments/results/bench_sampling.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from metarl.bench import add_out_argument, out_folder, write_report
 from metarl.envs import make_family
 from metarl.sampling import MLPPolicy, TaskParamsActor, make_sampler, stack_params
-
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 #: family -> (tasks, episodes per task): about 8,000 to 25,000 steps per measurement.
 FULL = {"point-nav": (10, 8), "halfcheetah-vel": (10, 4), "ml1-reach": (10, 5)}  # ml1: the shipped ML1 config batch
@@ -218,11 +215,10 @@ def inference_note(families: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metarl bench sampling", allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny batches, one repeat: a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--families", nargs="+", default=None, help="subset of: " + ", ".join(FULL))
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray backend")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for bench_sampling.md/.json")
+    add_out_argument(parser, "bench_sampling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the driver (default 1)")
     args = parser.parse_args(argv)
@@ -263,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     md = to_markdown(result)
     print(md)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_sampling.json").write_text(json.dumps(result, indent=2))
-    (args.out / "bench_sampling.md").write_text(md)
-    print(f"wrote {args.out / 'bench_sampling.md'} and .json")
+    write_report(out_folder(args), "bench_sampling", md, result)
     return 0
 
 

@@ -1,0 +1,37 @@
+"""The bench commands share one output convention, and a smoke run never overwrites committed results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from metarl.bench import RESULTS, add_out_argument, out_folder
+from metarl.bench import core as bench_core
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_out_argument(parser, "bench_x")
+    return parser.parse_args(argv)
+
+
+def test_quick_run_writes_nothing_unless_asked() -> None:
+    assert out_folder(_parse(["--quick"])) is None
+    assert out_folder(_parse([])) == RESULTS
+    assert out_folder(_parse(["--quick", "--out", "elsewhere"])) == Path("elsewhere")
+
+
+def test_core_quick_writes_both_files_where_told(tmp_path: Path) -> None:
+    assert bench_core.main(["--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    md = (tmp_path / "bench_core.md").read_text()
+    payload = json.loads((tmp_path / "bench_core.json").read_text())
+    assert "vmap" in md
+    assert payload["rows"] and payload["config"]["out"] == str(tmp_path)
+
+
+def test_old_prefix_option_is_rejected() -> None:
+    with pytest.raises(SystemExit):
+        bench_core.main(["--quick", "--output", "x"])
