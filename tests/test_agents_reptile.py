@@ -20,7 +20,7 @@ from metarl.agents.reptile_ppo import (
 from metarl.api import load_agent, train
 from metarl.core import adam_init
 from metarl.nn import GaussianMLPPolicy, MLPValueFunction
-from metarl.runs import TrainerConfig, load_checkpoint
+from metarl.runs import ConfigError, TrainerConfig, load_checkpoint
 
 TASKS, STEPS, OBS, ACT = 3, 40, 3, 2
 
@@ -166,3 +166,20 @@ def test_joint_mode_resumes_its_outer_adam_and_meta_test_rounds(tmp_path: Path) 
     assert not torch.equal(rounds[0].actions, rounds[2].actions)
     straight.agent.close()
     agent.close()
+
+
+def test_init_from_starts_theta_at_the_source_run_and_rejects_a_mismatch(tmp_path: Path) -> None:
+    """Pretrain jointly, then meta-train: the Reptile run starts exactly where the joint run ended."""
+    joint = train("reptile-ppo", "point-nav", overrides=[*_tiny("meta_update=joint"), "trainer.iterations=1"], seed=3,
+                  run_dir=tmp_path / "joint")
+    joint.agent.close()
+    cfg = ReptilePPOConfig(hidden_sizes=(8,), init_from=str(tmp_path / "joint"))
+    agent = ReptilePPO(cfg, "point-nav", seed=0)
+    source = _net(tmp_path / "joint")
+    assert all(torch.equal(v, source[k]) for k, v in agent.net.state_dict().items())
+    fresh = ReptilePPO(ReptilePPOConfig(hidden_sizes=(8,)), "point-nav", seed=0)
+    assert not all(torch.equal(v, source[k]) for k, v in fresh.net.state_dict().items())
+    agent.close()
+    fresh.close()
+    with pytest.raises(ConfigError, match=r"init_from=.*joint.*hidden_sizes \[16\]"):
+        ReptilePPO(ReptilePPOConfig(hidden_sizes=(16,), init_from=str(tmp_path / "joint")), "point-nav", seed=0)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reptile-PPO on point-nav: how the number of inner PPO updates k trades the zero-shot return of the
+# initialization (round 0) against adaptation speed, each run against the same joint multi-task
+# baseline fine-tuned with the same inner PPO (reptile-ppo-joint-point-nav-10it).
+# Nichol et al. (2018, section 5): with k = 1 Reptile's update is the joint-training gradient;
+# each extra inner step adds the term that favours fast adaptation.
+#   bash experiments/reptile_k_sweep.sh [K ...]      (default: 1 2 3 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METARL=${METARL:-.venv/bin/metarl}
+OUT=experiments/results/reptile-k-sweep
+JOINT=experiments/results/reptile-ppo-joint-point-nav-10it
+for k in "${@:-1 2 3 5}"; do
+  for kk in $k; do
+    run=$OUT/k$kk
+    if [ ! -f "$run/eval/curves.csv" ]; then
+      "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 --set eval.every=5 \
+          --set inner_updates="$kk" --set trainer.keep_last=1 --run-dir "$run" --no-progress > /dev/null
+      "$METARL" evaluate "$run" --tasks 10 --seeds 2 --rounds 3 --episodes 10 \
+          --baselines random,pretrained-finetune --pretrained "$JOINT" --no-progress > "$run/eval.log"
+    fi
+    echo "== k=$kk"; tail -n 12 "$run/eval.log"
+  done
+done
