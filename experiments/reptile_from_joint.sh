@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 METARL=${METARL:-.venv/bin/metarl}
 case "${1:?family: point-nav or halfcheetah-vel}" in
-  point-nav)       joint=reptile-ppo-joint-point-nav-10it; extra=10; cfg=point-nav
+  point-nav)       joint=reptile-ppo-joint-point-nav-10it; extra=10
                    reptile_sets=(--set inner_updates=3)
                    eval_args=(--tasks 10 --seeds 2 --rounds 3 --episodes 10) ;;
-  halfcheetah-vel) joint=reptile-ppo-joint-halfcheetah-vel; extra=50; cfg=halfcheetah-vel
-                   reptile_sets=(--set outer_lr=1.0 --set outer_lr_final=0.5)
+  halfcheetah-vel) joint=reptile-ppo-joint-halfcheetah-vel; extra=50
+                   reptile_sets=()
                    eval_args=(--tasks 10 --seeds 2 --rounds 3 --episodes 10) ;;
   *) echo "unknown family $1 (point-nav, halfcheetah-vel)" >&2; exit 2 ;;
 esac
