@@ -102,7 +102,7 @@ def test_step_timeout_is_an_error_not_a_hang() -> None:
     assert children() <= before
 
 
-def test_close_and_ctrl_c_leave_no_processes() -> None:
+def test_close_and_ctrl_c_leave_no_processes(ctrl_c_raises: None) -> None:
     before = children()
     sampler = make_sampler(spec(sleep=0.02, horizon=1000), backend="process", workers=2)
     pids = list(sampler.backend.pids)

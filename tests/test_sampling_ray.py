@@ -99,7 +99,7 @@ def test_cluster_without_free_cpus_fails_fast(rs) -> None:
         make_sampler(TOY, backend="ray", workers=1)
 
 
-def test_ctrl_c_and_close_leave_no_actors(rs) -> None:
+def test_ctrl_c_and_close_leave_no_actors(rs, ctrl_c_raises: None) -> None:
     """Runs last: it closes the module's sampler."""
     pids = list(rs.backend.pids)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))  # a real Ctrl-C, mid-collection
