@@ -7,12 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 METARL=${METARL:-.venv/bin/metarl}
 case "${1:?family: point-nav or halfcheetah-vel}" in
-  point-nav)       joint=reptile-ppo-joint-point-nav-10it; extra=10
-                   reptile_sets=(--set inner_updates=3)
-                   eval_args=(--tasks 10 --seeds 2 --rounds 3 --episodes 10) ;;
-  halfcheetah-vel) joint=reptile-ppo-joint-halfcheetah-vel; extra=50
-                   reptile_sets=()
-                   eval_args=(--tasks 10 --seeds 2 --rounds 3 --episodes 10) ;;
+  point-nav)       joint=reptile-ppo-joint-point-nav-10it; extra=10 ;;
+  halfcheetah-vel) joint=reptile-ppo-joint-halfcheetah-vel; extra=50 ;;
   *) echo "unknown family $1 (point-nav, halfcheetah-vel)" >&2; exit 2 ;;
 esac
 R=experiments/results
@@ -26,7 +22,7 @@ if [ ! -f "$more/checkpoints/latest" ]; then
 fi
 if [ ! -f "$meta/checkpoints/latest" ]; then
   "$METARL" train reptile-ppo --env "$1" --seed 0 --iterations "$extra" --set init_from="$R/$joint" \
-      "${reptile_sets[@]}" --set trainer.keep_last=1 --run-dir "$meta" --no-progress > /dev/null
+      --set trainer.keep_last=1 --run-dir "$meta" --no-progress > /dev/null
 fi
-"$METARL" evaluate "$meta" "${eval_args[@]}" --baselines random,pretrained-finetune,ppo-scratch \
+"$METARL" evaluate "$meta" --tasks 10 --seeds 2 --rounds 3 --episodes 10 --baselines random,pretrained-finetune,ppo-scratch \
     --pretrained "$more" --no-progress | tee "$meta/eval.log"

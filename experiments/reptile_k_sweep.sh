@@ -10,15 +10,14 @@ cd "$(dirname "$0")/.."
 METARL=${METARL:-.venv/bin/metarl}
 OUT=experiments/results/reptile-k-sweep
 JOINT=experiments/results/reptile-ppo-joint-point-nav-10it
-for k in "${@:-1 2 3 5}"; do
-  for kk in $k; do
-    run=$OUT/k$kk
-    if [ ! -f "$run/eval/curves.csv" ]; then
-      "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 --set eval.every=5 \
-          --set inner_updates="$kk" --set trainer.keep_last=1 --run-dir "$run" --no-progress > /dev/null
-      "$METARL" evaluate "$run" --tasks 10 --seeds 2 --rounds 3 --episodes 10 \
-          --baselines random,pretrained-finetune --pretrained "$JOINT" --no-progress > "$run/eval.log"
-    fi
-    echo "== k=$kk"; tail -n 12 "$run/eval.log"
-  done
+ks=("$@"); [ ${#ks[@]} -gt 0 ] || ks=(1 2 3 5)
+for k in "${ks[@]}"; do
+  run=$OUT/k$k
+  if [ ! -f "$run/eval/curves.csv" ]; then
+    "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 --set eval.every=5 \
+        --set inner_updates="$k" --set trainer.keep_last=1 --run-dir "$run" --no-progress > /dev/null
+    "$METARL" evaluate "$run" --tasks 10 --seeds 2 --rounds 3 --episodes 10 \
+        --baselines random,pretrained-finetune --pretrained "$JOINT" --no-progress > "$run/eval.log"
+  fi
+  echo "== k=$k"; tail -n 12 "$run/eval.log"
 done

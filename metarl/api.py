@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,12 @@ def configure_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or 1)
 
 
-def build_agent(agent: str, env: str, config: Any, *, seed: int, device: str | torch.device) -> Any:
+def build_agent(agent: str, env: str, config: Any, *, seed: int, device: str | torch.device,
+                from_checkpoint: bool = False) -> Any:
+    """``from_checkpoint``: the weights are about to come from the run's own checkpoint, so a warm start
+    (``init_from``) is skipped: it would be overwritten at once, and its source run may be gone by now."""
+    if from_checkpoint and getattr(config, "init_from", None):
+        config = dataclasses.replace(config, init_from=None)
     cls = agent_class(agent)
     return cls(config, env, seed=seed, device=resolve_device(device))
 
@@ -97,7 +103,7 @@ def train(
     metadata = RunMetadata(agent=agent, env=env, seed=seed, device=str(device))
     run, cfg, _ = prepare_run(cls.Config, metadata, resume=resume is not None, run_dir=resume or run_dir, root=root,
                               defaults_file=defaults_file(agent, env), config_file=config_file, overrides=overrides)
-    learner = build_agent(agent, env, cfg, seed=seed, device=device)
+    learner = build_agent(agent, env, cfg, seed=seed, device=device, from_checkpoint=resume is not None)
     try:
         result = Trainer(learner, run, cfg.trainer).run(resume=resume is not None)
     finally:
@@ -121,6 +127,7 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None, *, dev
     ckpt = load_checkpoint(path)
     if ckpt.agent != name:
         raise CheckpointError(f"{path}: checkpoint of agent {ckpt.agent!r}, but the run is {name!r}")
-    learner = build_agent(name, meta["env"], cfg, seed=int(meta["seed"]), device=device or meta.get("device", "cpu"))
+    learner = build_agent(name, meta["env"], cfg, seed=int(meta["seed"]), device=device or meta.get("device", "cpu"),
+                          from_checkpoint=True)
     learner.load_state_dict(ckpt.state["agent"])
     return learner

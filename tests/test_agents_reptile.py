@@ -183,3 +183,23 @@ def test_init_from_starts_theta_at_the_source_run_and_rejects_a_mismatch(tmp_pat
     fresh.close()
     with pytest.raises(ConfigError, match=r"init_from=.*joint.*hidden_sizes \[16\]"):
         ReptilePPO(ReptilePPOConfig(hidden_sizes=(16,), init_from=str(tmp_path / "joint")), "point-nav", seed=0)
+
+
+def test_a_warm_started_run_resumes_and_loads_without_its_source(tmp_path: Path) -> None:
+    """The checkpoint supersedes init_from, so deleting the source run must not break resume or evaluate."""
+    import shutil
+
+    train("reptile-ppo", "point-nav", overrides=[*_tiny("meta_update=joint"), "trainer.iterations=1"], seed=3,
+          run_dir=tmp_path / "joint").agent.close()
+    sets = _tiny(f"init_from={tmp_path / 'joint'}")
+    train("reptile-ppo", "point-nav", overrides=[*sets, "trainer.iterations=2"], seed=4,
+          run_dir=tmp_path / "straight").agent.close()
+    train("reptile-ppo", "point-nav", overrides=[*sets, "trainer.iterations=1"], seed=4,
+          run_dir=tmp_path / "split").agent.close()
+    shutil.rmtree(tmp_path / "joint")
+    train("reptile-ppo", overrides=["trainer.iterations=2"], resume=tmp_path / "split").agent.close()
+    a, b = _net(tmp_path / "straight"), _net(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    agent = load_agent(tmp_path / "split")
+    assert all(torch.equal(v, b[k]) for k, v in agent.net.state_dict().items())
+    agent.close()

@@ -15,6 +15,7 @@ import argparse
 import torch
 
 from metarl.api import load_agent
+from metarl.evaluation.report import paired
 
 
 def returns_per_round(agent, rounds: int, tasks_per_seed: int = 10, seeds: int = 2) -> torch.Tensor:
@@ -42,12 +43,12 @@ def main() -> None:
         reptile.net.state_dict()[key].copy_(joint.net.state_dict()[key])
     scores["reptile, joint's std"] = returns_per_round(reptile, args.rounds)
     print(f"action std: reptile {own_std.numpy().round(3)}, joint {joint.net.state_dict()[key].exp().numpy().round(3)}")
-    print("mean return per episode (20 test tasks); paired difference to joint in brackets")
+    print(f"mean return per episode ({len(scores['joint'])} test tasks); paired difference to joint in brackets")
     for name, s in scores.items():
         cells = []
         for r in range(args.rounds + 1):
-            d = s[:, r] - scores["joint"][:, r]
-            cells.append(f"{s[:, r].mean():8.2f} [{d.mean():+6.2f} ± {d.std() / len(d) ** 0.5:4.2f}]")
+            d = paired((s[:, r] - scores["joint"][:, r]).numpy()) if name != "joint" else None
+            cells.append(f"{s[:, r].mean():8.2f} [{d.mean:+6.2f} ± {d.stderr:4.2f}]" if d else f"{s[:, r].mean():8.2f}")
         print(f"{name:22s} " + "  ".join(cells))
     reptile.close()
     joint.close()

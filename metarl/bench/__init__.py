@@ -36,5 +36,5 @@ def write_report(folder: Path | None, name: str, markdown: str, payload: Any) ->
         return
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
-    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")  # Paths as text
     print(f"wrote {folder / f'{name}.md'} and {folder / f'{name}.json'}")

@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -190,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     machine = _machine()
     print(_table(rows))
-    payload = {"machine": machine, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "rows": [asdict(r) for r in rows]}
+    payload = {"machine": machine, "config": vars(args), "rows": [asdict(r) for r in rows]}
     write_report(folder, "bench_core", _markdown(rows, machine, args), payload)
     return 0
 
