@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,15 @@ def train(
         raise ConfigError(f"device: {exc}") from None
     cls = agent_class(agent)
     metadata = RunMetadata(agent=agent, env=env, seed=seed, device=str(device))
+    fresh_dir = resume is None and not (run_dir is not None and Path(run_dir).exists())
     run, cfg, _ = prepare_run(cls.Config, metadata, resume=resume is not None, run_dir=resume or run_dir, root=root,
                               defaults_file=defaults_file(agent, env), config_file=config_file, overrides=overrides)
-    learner = build_agent(agent, env, cfg, seed=seed, device=device, from_checkpoint=resume is not None)
+    try:
+        learner = build_agent(agent, env, cfg, seed=seed, device=device, from_checkpoint=resume is not None)
+    except Exception:
+        if fresh_dir:  # a run that could not even start leaves no empty directory behind
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     try:
         result = Trainer(learner, run, cfg.trainer).run(resume=resume is not None)
     finally:

@@ -203,3 +203,9 @@ def test_a_warm_started_run_resumes_and_loads_without_its_source(tmp_path: Path)
     agent = load_agent(tmp_path / "split")
     assert all(torch.equal(v, b[k]) for k, v in agent.net.state_dict().items())
     agent.close()
+
+
+def test_a_missing_init_from_names_the_key_and_leaves_no_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"init_from='.*nowhere'.*no checkpoint"):
+        train("reptile-ppo", "point-nav", overrides=_tiny(f"init_from={tmp_path / 'nowhere'}"), run_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

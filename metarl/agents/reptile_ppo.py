@@ -57,7 +57,7 @@ from metarl.core.params import Params
 from metarl.envs import Task, TaskFamily
 from metarl.nn import MLPValueFunction
 from metarl.nn.policy import Policy
-from metarl.runs import ENV_STEPS_KEY, ConfigError, load_checkpoint, param
+from metarl.runs import ENV_STEPS_KEY, CheckpointError, ConfigError, load_checkpoint, param
 from metarl.sampling import Episodes
 
 POLICY, VALUE = "policy.", "value."
@@ -256,7 +256,10 @@ class ReptilePPO(MetaAgent):
 
     def _warm_start(self, source: str) -> None:
         """Load theta from another run; a mismatch names the run and both shapes rather than a bare KeyError."""
-        state = load_checkpoint(source).state.get("agent", {}).get("net")
+        try:
+            state = load_checkpoint(source).state.get("agent", {}).get("net")
+        except CheckpointError as err:
+            raise ConfigError(f"init_from={source!r}: {err}") from err
         if state is None:
             raise ConfigError(f"init_from={source!r}: not a reptile-ppo checkpoint (no policy/value network in it)")
         try:
