@@ -208,6 +208,43 @@ def test_bandit_references_beat_random_on_the_same_tasks() -> None:
     assert len(rows) == 30 * 50 and {r.round for r in rows} == set(range(50))
 
 
+def test_mdp_references_learn_within_the_trial_and_count_only_seen_moves() -> None:
+    from metarl.envs import make_family
+    from metarl.evaluation.references import GreedyMDPActor, available
+    from metarl.sampling import make_sampler
+
+    family = make_family("tabular-mdp?n=5")
+    assert available(family) == ["random", "greedy", "psrl"]
+    tasks = family.sample(20, rng=0, split="test")
+    scores = {m: reference_rows(family, tasks, m, rounds=4, episodes_per_round=2, seed=0)[0]
+              for m in ("random", "greedy", "psrl")}
+    assert scores["greedy"] > scores["random"] + 15 and scores["psrl"] > scores["random"] + 8
+    assert reference_rows(family, tasks, "psrl", rounds=4, episodes_per_round=2, seed=0)[0] == scores["psrl"]
+    with pytest.raises(ValueError, match="allowed: random, greedy, psrl"):
+        reference_rows(family, tasks, "ucb1", rounds=4, episodes_per_round=2, seed=0)
+
+    actor, seen = GreedyMDPActor(family), {}
+
+    class Spy:  # keeps the final posterior of the trial
+        def initial_state(self, t, s):
+            return actor.initial_state(t, s)
+
+        def act(self, *args):
+            return actor.act(*args)
+
+        def observe(self, *args):
+            seen["state"] = actor.observe(*args)
+            return seen["state"]
+
+    with make_sampler(family, "serial") as sampler:
+        sampler.sample(tasks[:3], Spy(), 5, episodes_per_trial=5, seed=1)
+    state = seen["state"]
+    steps = 5 * family.horizon
+    assert (state["visits"].sum(axis=(1, 2)) == steps - 1).all()  # the sampler skips the last step's observe
+    # every move but each episode's last (its successor is never observed) is counted
+    assert (state["moves"].sum(axis=(1, 2, 3)) == steps - 5).all()
+
+
 def test_value_warmup_refits_the_head_without_touching_the_policy() -> None:
     a = agent(CueFamily(horizon=2, n=3), "gru", value_warmup=1)
     before = {k: v.clone() for k, v in a.net.policy.state_dict().items()}

@@ -11,7 +11,15 @@ random numbers): differences between methods are mostly the methods.
 * ``random``: uniform actions (any Discrete or bounded Box family), the floor;
 * ``ucb1`` (Auer et al. 2002): pull every arm once, then the arm maximising
   ``mean + sqrt(2 ln t / pulls)``; bandits only;
-* ``thompson``: Thompson sampling with a Beta(1, 1) prior per arm; bandits only.
+* ``thompson``: Thompson sampling with a Beta(1, 1) prior per arm; bandits only;
+* ``greedy`` (tabular MDPs): certainty equivalence, the paper's "Greedy": plan the rest of the
+  episode in the posterior-mean MDP, re-planned after every step;
+* ``psrl`` (tabular MDPs; Osband et al. 2013): posterior sampling, one MDP drawn from the
+  posterior at each episode start and its plan followed for the episode.
+
+The two MDP references use the family's own prior (Dirichlet(1) transitions, N(1, 1) mean
+rewards with unit noise), so they are the Bayesian learners a meta-learner has to beat; they
+also check that these tasks are as hard as the paper's (its Greedy scored 134.8, PSRL 138.1).
 
 ``python -m metarl.evaluation.references "bandit?k=5&n=10" --tasks 100`` prints the
 mean total reward per trial of each reference (and writes curve rows with ``--out``).
@@ -34,6 +42,7 @@ from torch import Tensor
 from metarl.agents.rl2_actor import trial_returns, trial_rounds
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.envs.bandit import Bandit
+from metarl.envs.tabular import TabularMDP
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
 from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired
@@ -119,17 +128,104 @@ class ThompsonActor(_ArmCounts):
         return state["rng"].beta(1.0 + wins, 1.0 + pulls - wins).argmax(axis=1).astype(np.int64)
 
 
+class _MDPPosterior:
+    """Per-slot conjugate posterior over a tabular MDP, updated after every step of the trial.
+
+    Prior as the family draws tasks: P(.|s,a) ~ Dirichlet(1), mean reward ~ N(1, 1) with
+    unit-variance noise, so the reward posterior is N((1 + sum r) / (1 + n), 1 / (1 + n)).
+    The state is read back from the one-hot observation; the step within the episode is
+    counted from ``episode_start`` (the planner needs the steps left).
+    """
+
+    def __init__(self, family: TabularMDP) -> None:
+        self.states, self.actions, self.horizon = family.states, family.actions, family.horizon
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> dict[str, Any]:
+        n, s, a = n_tasks * n_slots, self.states, self.actions
+        return {"visits": np.zeros((n, s, a)), "reward_sum": np.zeros((n, s, a)), "moves": np.zeros((n, s, a, s)),
+                "state": np.zeros(n, np.int64), "action": np.full(n, -1), "step": np.zeros(n, np.int64),
+                "plan": None, "rng": None}
+
+    def act(self, obs: Tensor, state: dict[str, Any], episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        t, s = obs.shape[:2]
+        if state["rng"] is None:
+            state["rng"] = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+        start = episode_start.reshape(-1).numpy().astype(bool)
+        now = obs.reshape(t * s, -1).numpy().argmax(axis=1)
+        # The successor of the previous step is only seen now; an episode's last move is never seen.
+        moved = ~start & (state["action"] >= 0)
+        state["moves"][moved, state["state"][moved], state["action"][moved], now[moved]] += 1.0
+        state["step"][start] = 0
+        state["state"] = now
+        q = self.q_values(state, start)  # [N, A] for the current state and steps left
+        return ActorOutput(torch.from_numpy(q.argmax(axis=1).astype(np.int64)).view(t, s), torch.zeros(t, s), state, {})
+
+    def observe(self, state: dict[str, Any], actions: Tensor, rewards: Tensor, dones: Tensor) -> dict[str, Any]:
+        rows, st, a = np.arange(state["state"].size), state["state"], actions.reshape(-1).numpy()
+        state["visits"][rows, st, a] += 1.0
+        state["reward_sum"][rows, st, a] += rewards.reshape(-1).numpy()
+        state["action"], state["step"] = a.astype(np.int64), state["step"] + 1
+        return state
+
+    def posterior_mean(self, state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        n = state["visits"]
+        return (1.0 + state["reward_sum"]) / (1.0 + n), (1.0 + state["moves"]) / (self.states + n)[..., None]
+
+    def plan(self, rewards: np.ndarray, transitions: np.ndarray, steps: int) -> np.ndarray:
+        """Finite-horizon value iteration: Q-values ``[N, steps, S, A]``, index ``k`` with ``steps - k`` to go."""
+        q = np.zeros((rewards.shape[0], steps, self.states, self.actions))
+        v = np.zeros((rewards.shape[0], self.states))
+        for k in range(steps - 1, -1, -1):
+            q[:, k] = rewards + np.einsum("nsap,np->nsa", transitions, v)
+            v = q[:, k].max(axis=2)
+        return q
+
+    def q_values(self, state: dict[str, Any], start: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class GreedyMDPActor(_MDPPosterior):
+    """Certainty equivalence: act optimally for the rest of the episode in the posterior-mean MDP."""
+
+    def q_values(self, state: dict[str, Any], start: np.ndarray) -> np.ndarray:
+        rows = np.arange(state["state"].size)
+        q = self.plan(*self.posterior_mean(state), self.horizon)
+        return q[rows, state["step"], state["state"]]
+
+
+class PSRLActor(_MDPPosterior):
+    """Posterior sampling: one MDP drawn at each episode start, its optimal plan followed to the episode's end."""
+
+    def q_values(self, state: dict[str, Any], start: np.ndarray) -> np.ndarray:
+        rows, rng = np.arange(state["state"].size), state["rng"]
+        if state["plan"] is None:
+            state["plan"] = np.zeros((rows.size, self.horizon, self.states, self.actions))
+        if start.any():
+            n = state["visits"][start]
+            rewards = (1.0 + state["reward_sum"][start]) / (1.0 + n) + rng.standard_normal(n.shape) / np.sqrt(1.0 + n)
+            transitions = rng.gamma(1.0 + state["moves"][start])
+            transitions /= transitions.sum(axis=-1, keepdims=True)
+            state["plan"][start] = self.plan(rewards, transitions, self.horizon)
+        return state["plan"][rows, state["step"], state["state"]]
+
+
 ActorFactory = Callable[[TaskFamily], Any]
 REFERENCES: dict[str, ActorFactory] = {
     "random": lambda family: UniformActor(family.action_space),
     "ucb1": lambda family: UCB1Actor(family.k),
     "thompson": lambda family: ThompsonActor(family.k),
+    "greedy": lambda family: GreedyMDPActor(family),
+    "psrl": lambda family: PSRLActor(family),
 }
 
 
 def available(family: TaskFamily) -> list[str]:
-    """References that make sense for ``family``: the bandit algorithms only on bandits."""
-    return list(REFERENCES) if isinstance(family, Bandit) else ["random"]
+    """References that make sense for ``family``: bandit algorithms on bandits, MDP learners on tabular MDPs."""
+    if isinstance(family, Bandit):
+        return ["random", "ucb1", "thompson"]
+    if isinstance(family, TabularMDP):
+        return ["random", "greedy", "psrl"]
+    return ["random"]
 
 
 def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, rounds: int, episodes_per_round: int,
