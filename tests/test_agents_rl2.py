@@ -114,10 +114,12 @@ def test_memory_is_carried_across_episodes_and_reset_between_trials() -> None:
     assert torch.equal(second.prev_action, eps.actions[:, 0::2, 0].reshape(6))
 
 
-@pytest.mark.parametrize("policy", ["gru", "lstm", "snail"])
-def test_training_recomputes_the_rollout_log_probs(policy: str) -> None:
+@pytest.mark.parametrize("policy, options", [("gru", {}), ("lstm", {}), ("snail", {}),
+                                             ("gru", {"transition_inputs": True, "torso": True}),
+                                             ("snail", {"transition_inputs": True, "torso": True})])
+def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[str, bool]) -> None:
     """Trials with episodes of random lengths: packing + previous action/reward/done line up step by step."""
-    a = agent(CueFamily(horizon=4, n=3), policy)
+    a = agent(CueFamily(horizon=4, n=3), policy, **options)
     eps = a.collect(a.family.sample(4, rng=1), trials=3, episodes_per_trial=3, seed=2)
     assert len(set(eps.lengths.flatten().tolist())) > 1  # ragged episodes inside trials
     trials = pack_trials(a.net, eps, a.device)
@@ -128,10 +130,17 @@ def test_training_recomputes_the_rollout_log_probs(policy: str) -> None:
         real = trials.mask > 0
         torch.testing.assert_close(again[real], trials.log_probs[real], atol=1e-5, rtol=0)
         # The check can fail: feeding the *current* reward (an off-by-one) changes the log-probs.
+        obs_dim = a.net.policy.obs_dim
+        reward_col = obs_dim + 3  # after the observation and the one-hot previous action (3 actions)
         wrong = trials.inputs.clone()
-        wrong[:, :, -2] = trials.rewards
+        wrong[:, :, reward_col] = trials.rewards
         bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
         assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
+        if options.get("transition_inputs"):  # the previous observation too: the current one in its place fails
+            wrong = trials.inputs.clone()
+            wrong[:, :, -obs_dim:] = trials.inputs[:, :, :obs_dim]
+            bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
+            assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
 
 
 def test_truncated_bptt_keeps_the_forward_pass() -> None:

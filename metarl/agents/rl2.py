@@ -49,6 +49,10 @@ class RL2Config(CommonConfig):
     snail_filters: int = param(32, min=1, help="SNAIL filters per dense block")
     snail_key_size: int = param(32, min=1, help="SNAIL attention key width")
     snail_value_size: int = param(32, min=1, help="SNAIL attention value width")
+    transition_inputs: bool = param(False, help="also input the previous observation, so each step shows a whole "
+                                                "transition (s, a, r, d, s'); off in the paper")
+    torso: bool = param(False, help="a ReLU layer on [memory features, current observation] before the heads; "
+                                    "lets per-state lookups in memory drive the action")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
@@ -71,16 +75,17 @@ class RL2Config(CommonConfig):
 def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net:
     obs_dim, _ = space_dims(family.observation_space)
     act_dim, discrete = space_dims(family.action_space)
+    extra = obs_dim if config.transition_inputs else 0
     if config.policy == "snail":
         policy: RecurrentPolicy | SnailPolicy = SnailPolicy(
             obs_dim, act_dim, discrete=discrete, max_len=trial_steps, embed_size=config.snail_embed,
             filters=config.snail_filters, key_size=config.snail_key_size, value_size=config.snail_value_size,
-            init_std=config.init_std)
+            init_std=config.init_std, extra_inputs=extra)
     else:
         policy = RecurrentPolicy(obs_dim, act_dim, discrete=discrete, hidden_size=config.hidden_size,
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
-                                 init_std=config.init_std)
-    return RL2Net(policy)
+                                 init_std=config.init_std, extra_inputs=extra)
+    return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso)
 
 
 class RL2(MetaAgent):

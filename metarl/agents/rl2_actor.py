@@ -40,13 +40,24 @@ class RL2Net(nn.Module):
     trial's state depends on what has been learned about the task so far, which
     is exactly what the policy's memory encodes; sharing it halves the sequence
     compute (the dominant cost on CPU) and PPO's combined loss trains both.
+
+    Two options (both off by default, as in the paper) make tabular lookups easy to learn:
+
+    * ``transition_inputs``: the input also holds the *previous* observation, so each step shows
+      a whole transition ``(s_{t-1}, a_{t-1}, r_{t-1}, d_{t-1}, s_t)``. Without it, binding a
+      reward to the state it was earned in needs ``s_{t-1}`` carried through the memory for a step;
+    * ``torso``: a ReLU layer on ``[memory features, current observation]`` before the heads. A
+      linear head can only add memory units up; choosing "the best action *in this state*" from
+      per-(state, action) memories is a lookup, which one ReLU layer can do and a linear map cannot.
     """
 
-    def __init__(self, policy: SequencePolicy) -> None:
+    def __init__(self, policy: SequencePolicy, *, transition_inputs: bool = False, torso: bool = False) -> None:
         super().__init__()
         self.policy = policy
         self.recurrent = isinstance(policy, RecurrentPolicy)
+        self.transition_inputs = transition_inputs
         width = policy.hidden_size if isinstance(policy, RecurrentPolicy) else policy.blocks[-1].out_features
+        self.torso = nn.Sequential(nn.Linear(width + policy.obs_dim, width), nn.ReLU()) if torso else None
         self.value = nn.Linear(width, 1)
         # PopArt-style return statistics (van Hasselt et al. 2016): the value head predicts
         # (return - mean) / std, so its loss stays O(1) whatever the trial length; identity until fitted.
@@ -58,8 +69,21 @@ class RL2Net(nn.Module):
     def discrete(self) -> bool:
         return self.policy.discrete
 
-    def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
-        return self.policy.make_inputs(obs, prev_action, prev_reward, done)
+    def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor,
+                    prev_obs: Tensor | None = None) -> Tensor:
+        """RL² inputs ``[obs, prev_action, prev_reward, done]``, then ``prev_obs`` with ``transition_inputs``."""
+        x = self.policy.make_inputs(obs, prev_action, prev_reward, done)
+        if not self.transition_inputs:
+            return x
+        if prev_obs is None:
+            raise ValueError("this RL2Net has transition_inputs: make_inputs needs prev_obs")
+        return torch.cat([x, prev_obs.to(x.dtype)], dim=-1)
+
+    def _torso(self, features: Tensor, inputs: Tensor) -> Tensor:
+        """The optional ReLU layer over memory features and the current observation (the inputs' first part)."""
+        if self.torso is None:
+            return features
+        return self.torso(torch.cat([features, inputs[..., :self.policy.obs_dim]], dim=-1))
 
     def initial_state(self, batch: int) -> Any:
         """Fresh memory for ``batch`` trials: zero hidden state, or empty SNAIL caches."""
@@ -72,22 +96,23 @@ class RL2Net(nn.Module):
         starts from an empty cache, since attention needs the whole history.
         """
         if isinstance(self.policy, RecurrentPolicy):
-            return self.policy.rnn(inputs, state)
+            out, state = self.policy.rnn(inputs, state)
+            return self._torso(out, inputs), state
         x = inputs
         for block in self.policy.blocks:
             x = block(x)
-        return x, None
+        return self._torso(x, inputs), None
 
     def step_features(self, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
         """One step ``[B, D] -> [B, F]`` with the carried state (rollouts)."""
         if isinstance(self.policy, RecurrentPolicy):
             out, state = self.policy.rnn(inputs.unsqueeze(1), state)
-            return out.squeeze(1), state
+            return self._torso(out.squeeze(1), inputs), state
         x, new_state = inputs, []
         for block, s in zip(self.policy.blocks, state, strict=True):
             x, s = block.step(x, s)
             new_state.append(s)
-        return x, tuple(new_state)
+        return self._torso(x, inputs), tuple(new_state)
 
     def heads(self, features: Tensor) -> tuple[Distribution, Tensor]:
         """Action distribution and *normalized* value estimate from features ``[..., F]``."""
@@ -140,6 +165,7 @@ class TrialState(NamedTuple):
     prev_action: Tensor  #: ``[N]`` int64 (-1: none yet) or ``[N, act_dim]`` float
     prev_reward: Tensor  #: ``[N]``
     prev_done: Tensor  #: ``[N]`` 1.0 when the previous step ended an episode
+    prev_obs: Tensor  #: ``[N, obs_dim]`` the observation the previous action was taken on (zeros: none yet)
 
 
 def first_prev_action(net: RL2Net, shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
@@ -166,18 +192,19 @@ class RL2Actor:
     def initial_state(self, n_tasks: int, n_slots: int) -> TrialState:
         n = n_tasks * n_slots
         zeros = torch.zeros(n, device=self.device)
-        return TrialState(self.net.initial_state(n), first_prev_action(self.net, (n,), self.device), zeros, zeros)
+        return TrialState(self.net.initial_state(n), first_prev_action(self.net, (n,), self.device), zeros, zeros,
+                          torch.zeros(n, self.net.policy.obs_dim, device=self.device))
 
     def act(self, obs: Tensor, state: TrialState, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
         t, s = obs.shape[:2]
-        x = self.net.make_inputs(obs.reshape(t * s, -1).to(self.device), state.prev_action, state.prev_reward,
-                                 state.prev_done)
+        flat_obs = obs.reshape(t * s, -1).to(self.device)
+        x = self.net.make_inputs(flat_obs, state.prev_action, state.prev_reward, state.prev_done, state.prev_obs)
         features, memory = self.net.step_features(x, state.memory)
         head = self.net.policy.head
         out = tuple(o.cpu() for o in head(features))
         actions = head.sample(out, deterministic=self.deterministic, generator=generator)
         log_probs = head.distribution(out).log_prob(actions)
-        return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s), state._replace(memory=memory),
+        return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s), state._replace(memory=memory, prev_obs=flat_obs),
                            {})
 
     def observe(self, state: TrialState, actions: Tensor, rewards: Tensor, dones: Tensor) -> TrialState:
@@ -228,7 +255,8 @@ def pack_trials(net: RL2Net, episodes: Episodes, device: torch.device) -> Trials
     obs = packed(eps.observations).reshape(n_trials, length, -1)
     first_action = first_prev_action(net, (n_trials, 1), device)
     zero = torch.zeros(n_trials, 1, device=device)
-    inputs = net.make_inputs(obs, _shift(actions, first_action), _shift(rewards * mask, zero), _shift(dones, zero))
+    inputs = net.make_inputs(obs, _shift(actions, first_action), _shift(rewards * mask, zero), _shift(dones, zero),
+                             _shift(obs, torch.zeros_like(obs[:, :1])))
     return Trials(inputs, actions, rewards * mask, packed(eps.log_probs), mask)
 
 

@@ -38,6 +38,7 @@ class RecurrentPolicy(Policy):
         num_layers: int = 1,
         cell: Literal["gru", "lstm"] = "gru",
         init_std: float = 1.0,
+        extra_inputs: int = 0,
     ) -> None:
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -47,7 +48,8 @@ class RecurrentPolicy(Policy):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.input_dim = rl2_input_dim(obs_dim, action_dim)
+        # extra_inputs: features a caller appends after the RL² inputs (e.g. RL2Net's previous observation)
+        self.input_dim = rl2_input_dim(obs_dim, action_dim) + extra_inputs
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(self.input_dim, hidden_size, num_layers=num_layers, batch_first=True)
         self.head = make_head(hidden_size, action_dim, discrete=discrete, init_std=init_std)

@@ -168,11 +168,13 @@ class SnailPolicy(Policy):
         value_size: int = 32,
         layout: tuple[str, ...] = ("tc", "attn", "tc", "attn"),
         init_std: float = 1.0,
+        extra_inputs: int = 0,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.action_dim = action_dim
-        self.input_dim = rl2_input_dim(obs_dim, action_dim)
+        # extra_inputs: features a caller appends after the RL² inputs (e.g. RL2Net's previous observation)
+        self.input_dim = rl2_input_dim(obs_dim, action_dim) + extra_inputs
         blocks: list[_Block] = [_Embed(self.input_dim, embed_size)]
         for kind in layout:
             size = blocks[-1].out_features
