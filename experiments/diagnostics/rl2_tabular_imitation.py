@@ -16,13 +16,12 @@ import argparse
 import time
 
 import torch
+from tabular_myopic_greedy import MyopicGreedy  # a sibling script: run from experiments/diagnostics
 
 from metarl.agents.rl2 import RL2Config, build_net
 from metarl.agents.rl2_actor import RL2Actor, pack_trials, trial_returns
 from metarl.envs import make_family
 from metarl.sampling import make_sampler
-
-from tabular_myopic_greedy import MyopicGreedy  # noqa: E402  (same folder)
 
 
 def main() -> None:

@@ -41,7 +41,8 @@ class RL2Net(nn.Module):
     is exactly what the policy's memory encodes; sharing it halves the sequence
     compute (the dominant cost on CPU) and PPO's combined loss trains both.
 
-    Two options (both off by default, as in the paper) make tabular lookups easy to learn:
+    Two options (both off by default, as in the paper) meant to make tabular lookups easier to learn
+    (measured in docs/rl2.md: in RL² they did not beat the plain GRU on tabular MDPs):
 
     * ``transition_inputs``: the input also holds the *previous* observation, so each step shows
       a whole transition ``(s_{t-1}, a_{t-1}, r_{t-1}, d_{t-1}, s_t)``. Without it, binding a
@@ -204,8 +205,8 @@ class RL2Actor:
         out = tuple(o.cpu() for o in head(features))
         actions = head.sample(out, deterministic=self.deterministic, generator=generator)
         log_probs = head.distribution(out).log_prob(actions)
-        return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s), state._replace(memory=memory, prev_obs=flat_obs),
-                           {})
+        return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s),
+                           state._replace(memory=memory, prev_obs=flat_obs), {})
 
     def observe(self, state: TrialState, actions: Tensor, rewards: Tensor, dones: Tensor) -> TrialState:
         n = rewards.numel()
