@@ -51,3 +51,21 @@ def test_bad_config_exits_2_and_names_the_key(tmp_path: Path, capsys: pytest.Cap
     assert metarl("train", "rl2", "--env", ENV, *sets, "--run-dir", str(tmp_path / "r")) == 2
     err = capsys.readouterr().err
     assert bad.split("\n")[-1].split("=")[0] in err and "Traceback" not in err
+
+
+def test_init_from_warm_starts_and_a_bad_source_names_the_key(tmp_path: Path) -> None:
+    """The shared warm start: weights carried over; a missing run or a different network is a ConfigError."""
+    from metarl.agents.rl2 import RL2, RL2Config
+    from metarl.runs import ConfigError
+
+    source = train("rl2", ENV, overrides=[*TINY, "trainer.iterations=1"], seed=1, run_dir=tmp_path / "src").agent
+    warm = RL2(RL2Config(hidden_size=8, init_from=str(tmp_path / "src")), ENV, seed=2)
+    for key, value in source.net.state_dict().items():
+        assert torch.equal(warm.net.state_dict()[key], value)
+    warm.close()
+    source.close()
+    with pytest.raises(ConfigError, match=r"init_from='.*nowhere'.*no checkpoint"):
+        train("rl2", ENV, overrides=[*TINY, f"init_from={tmp_path / 'nowhere'}"], run_dir=tmp_path / "bad")
+    with pytest.raises(ConfigError, match=r"init_from=.*src.*torso True"):
+        train("rl2", ENV, overrides=[*TINY, "torso=true", f"init_from={tmp_path / 'src'}"], run_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -15,7 +15,7 @@ each adaptation round, so curves of both kinds are computed by the same code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import Tensor
 from metarl.core import TaskBatch, linear_baseline_advantages
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.nn.policy import Policy
-from metarl.runs import TrainerConfig, adapt_key, param
+from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, load_checkpoint, param
 from metarl.sampling import Episodes, make_sampler
 from metarl.sampling.actor import ActorOutput
 from metarl.sampling.actors import space_dims as sampling_space_dims
@@ -132,6 +132,25 @@ class MetaAgent(ABC):
         self.rng = np.random.default_rng(seed)
         sampling: SamplingConfig = config.sampling
         self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address)
+
+    def warm_start(self, source: str, load: Callable[[dict[str, Tensor]], Any], shape: str) -> None:
+        """``init_from``: load another run's network (its checkpoint's ``agent.net``) with ``load``.
+
+        Every way this can go wrong is a configuration error that names the key and the source:
+        no checkpoint there, a checkpoint without a network, or a network of another shape
+        (``shape`` describes this run's, e.g. its family and layer sizes).
+        """
+        try:
+            state = load_checkpoint(source).state.get("agent", {}).get("net")
+        except CheckpointError as err:
+            raise ConfigError(f"init_from={source!r}: {err}") from err
+        if state is None:
+            raise ConfigError(f"init_from={source!r}: not a {self.name} checkpoint (no network in it)")
+        try:
+            load({k: v.to(self.device) for k, v in state.items()})
+        except RuntimeError as err:
+            detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
+            raise ConfigError(f"init_from={source!r}: its network does not fit this run's ({shape}): {detail}") from err
 
     def periodic_eval(self, it: int, config: EvalConfig) -> dict[str, float]:
         """A small meta-test on held-out tasks every ``config.every`` iterations.

@@ -57,7 +57,7 @@ from metarl.core.params import Params
 from metarl.envs import Task, TaskFamily
 from metarl.nn import MLPValueFunction
 from metarl.nn.policy import Policy
-from metarl.runs import ENV_STEPS_KEY, CheckpointError, ConfigError, load_checkpoint, param
+from metarl.runs import ENV_STEPS_KEY, param
 from metarl.sampling import Episodes
 
 POLICY, VALUE = "policy.", "value."
@@ -248,27 +248,12 @@ class ReptilePPO(MetaAgent):
         value_fn = MLPValueFunction(policy.obs_dim, config.hidden_sizes)
         self.net = nn.ModuleDict({"policy": policy, "value": value_fn}).to(self.device)  # theta: both networks
         if config.init_from:
-            self._warm_start(config.init_from)
+            self.warm_start(config.init_from, self.net.load_state_dict,
+                            f"family {self.family.full_name}, hidden_sizes {list(config.hidden_sizes)}")
         self.policy = policy
         self.inner = InnerPPO(policy, value_fn, config)
         # Joint mode's optimizer over the shared theta; Reptile's outer step needs no state.
         self.outer_opt: AdamState | None = None
-
-    def _warm_start(self, source: str) -> None:
-        """Load theta from another run; a mismatch names the run and both shapes rather than a bare KeyError."""
-        try:
-            state = load_checkpoint(source).state.get("agent", {}).get("net")
-        except CheckpointError as err:
-            raise ConfigError(f"init_from={source!r}: {err}") from err
-        if state is None:
-            raise ConfigError(f"init_from={source!r}: not a reptile-ppo checkpoint (no policy/value network in it)")
-        try:
-            self.net.load_state_dict({k: v.to(self.device) for k, v in state.items()})
-        except RuntimeError as err:
-            detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
-            raise ConfigError(f"init_from={source!r}: its network does not fit this run's "
-                              f"(family {self.family.full_name}, hidden_sizes {list(self.config.hidden_sizes)}): "
-                              f"{detail}") from err
 
     # -- the algorithm --------------------------------------------------------------------
     def meta_params(self) -> Params:

@@ -33,7 +33,7 @@ from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials, trial
 from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
 from metarl.nn import RecurrentPolicy, SnailPolicy
-from metarl.runs import ENV_STEPS_KEY, ConfigError, load_checkpoint, param
+from metarl.runs import ENV_STEPS_KEY, ConfigError, param
 from metarl.sampling import Episodes
 
 
@@ -102,7 +102,9 @@ class RL2(MetaAgent):
         self.trial_episodes = config.trial_episodes or self.family.trial_episodes
         self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(self.device)
         if config.init_from:
-            self.net.load_compatible(load_checkpoint(config.init_from).state["agent"]["net"])
+            self.warm_start(config.init_from, self.net.load_compatible,
+                            f"family {self.family.full_name}, policy {config.policy}, hidden_size {config.hidden_size}, "
+                            f"transition_inputs {config.transition_inputs}, torso {config.torso}")
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
 
     # -- the algorithm --------------------------------------------------------------------

@@ -201,8 +201,9 @@ class PSRLActor(_MDPPosterior):
         if state["plan"] is None:
             state["plan"] = np.zeros((rows.size, self.horizon, self.states, self.actions))
         if start.any():
+            mean, _ = self.posterior_mean(state)
             n = state["visits"][start]
-            rewards = (1.0 + state["reward_sum"][start]) / (1.0 + n) + rng.standard_normal(n.shape) / np.sqrt(1.0 + n)
+            rewards = mean[start] + rng.standard_normal(n.shape) / np.sqrt(1.0 + n)
             transitions = rng.gamma(1.0 + state["moves"][start])
             transitions /= transitions.sum(axis=-1, keepdims=True)
             state["plan"][start] = self.plan(rewards, transitions, self.horizon)
