@@ -116,7 +116,9 @@ def test_memory_is_carried_across_episodes_and_reset_between_trials() -> None:
 
 @pytest.mark.parametrize("policy, options", [("gru", {}), ("lstm", {}), ("snail", {}),
                                              ("gru", {"transition_inputs": True, "torso": True}),
-                                             ("snail", {"transition_inputs": True, "torso": True})])
+                                             ("snail", {"transition_inputs": True, "torso": True}),
+                                             ("gru", {"transition_key": True, "torso": True}),
+                                             ("lstm", {"transition_inputs": True, "transition_key": True})])
 def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[str, bool]) -> None:
     """Trials with episodes of random lengths: packing + previous action/reward/done line up step by step."""
     a = agent(CueFamily(horizon=4, n=3), policy, **options)
@@ -136,9 +138,17 @@ def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[st
         wrong[:, :, reward_col] = trials.rewards
         bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
         assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
+        base = obs_dim + 3 + 2  # observation, one-hot previous action, previous reward, done
+        obs, prev_action = trials.inputs[..., :obs_dim], trials.inputs[..., obs_dim:obs_dim + 3]
         if options.get("transition_inputs"):  # the previous observation too: the current one in its place fails
             wrong = trials.inputs.clone()
-            wrong[:, :, -obs_dim:] = trials.inputs[:, :, :obs_dim]
+            wrong[:, :, base:base + obs_dim] = obs
+            bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
+            assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
+        if options.get("transition_key"):  # the key is (previous obs, previous action): current obs fails
+            wrong = trials.inputs.clone()
+            key = (obs.unsqueeze(-1) * prev_action.unsqueeze(-2)).flatten(-2)
+            wrong[:, :, -2 * key.shape[-1]:] = torch.cat([key, key * trials.inputs[..., reward_col:reward_col + 1]], -1)
             bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
             assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
 

@@ -53,6 +53,9 @@ class RL2Config(CommonConfig):
                                                 "transition (s, a, r, d, s'); off in the paper")
     torso: bool = param(False, help="a ReLU layer on [memory features, current observation] before the heads; "
                                     "lets per-state lookups in memory drive the action")
+    transition_key: bool = param(False, help="also input vec(previous obs x previous action) and that times the "
+                                             "previous reward: a one-hot (state, action) key on tabular tasks, so "
+                                             "memory can file each reward under its pair; off in the paper")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
@@ -75,7 +78,8 @@ class RL2Config(CommonConfig):
 def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net:
     obs_dim, _ = space_dims(family.observation_space)
     act_dim, discrete = space_dims(family.action_space)
-    extra = obs_dim if config.transition_inputs else 0
+    extra = RL2Net.extra_input_dim(obs_dim, act_dim, transition_inputs=config.transition_inputs,
+                                   transition_key=config.transition_key)
     if config.policy == "snail":
         policy: RecurrentPolicy | SnailPolicy = SnailPolicy(
             obs_dim, act_dim, discrete=discrete, max_len=trial_steps, embed_size=config.snail_embed,
@@ -85,7 +89,8 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
         policy = RecurrentPolicy(obs_dim, act_dim, discrete=discrete, hidden_size=config.hidden_size,
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
                                  init_std=config.init_std, extra_inputs=extra)
-    return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso)
+    return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso,
+                  transition_key=config.transition_key)
 
 
 class RL2(MetaAgent):
@@ -104,7 +109,8 @@ class RL2(MetaAgent):
         if config.init_from:
             self.warm_start(config.init_from, self.net.load_compatible,
                             f"family {self.family.full_name}, policy {config.policy}, hidden_size {config.hidden_size}, "
-                            f"transition_inputs {config.transition_inputs}, torso {config.torso}")
+                            f"transition_inputs {config.transition_inputs}, torso {config.torso}, "
+                            f"transition_key {config.transition_key}")
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
 
     # -- the algorithm --------------------------------------------------------------------
