@@ -7,7 +7,8 @@ with the usual RL² inputs), then plays far above 117 on test tasks, the network
 skill and the bottleneck is the RL signal; if it cannot, the network is the bottleneck.
 Not an RL² result: imitation uses an expert RL² never sees.
 
-    python experiments/diagnostics/rl2_tabular_imitation.py [--steps 300] [--policy gru] [--transition-inputs] [--torso]
+    python experiments/diagnostics/rl2_tabular_imitation.py [--steps 300] [--policy gru]
+        [--transition-inputs] [--torso] [--transition-key]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=128, help="expert trials per step")
     parser.add_argument("--transition-inputs", action="store_true")
     parser.add_argument("--torso", action="store_true")
+    parser.add_argument("--transition-key", action="store_true")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--policy", default="gru", choices=["gru", "lstm", "snail"])
     parser.add_argument("--updates", type=int, default=8, help="Adam steps on each batch of expert trials")
@@ -38,7 +40,8 @@ def main() -> None:
     torch.manual_seed(0)
     family = make_family("tabular-mdp")
     e = family.trial_episodes
-    cfg = RL2Config(policy=args.policy, transition_inputs=args.transition_inputs, torso=args.torso)
+    cfg = RL2Config(policy=args.policy, transition_inputs=args.transition_inputs, torso=args.torso,
+                    transition_key=args.transition_key)
     net = build_net(cfg, family, e * family.horizon)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     expert = MyopicGreedy(family)
