@@ -153,6 +153,24 @@ def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[st
             assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
 
 
+def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:
+    """Gaussian policies get vec(prev_obs prev_action^T) and its reward-weighted copy, and rollouts still line up."""
+    from metarl.envs import make_family
+
+    a = agent(make_family("point-nav?horizon=5"), "gru", transition_key=True)
+    obs_dim, act_dim = a.net.policy.obs_dim, a.net.policy.action_dim
+    eps = a.collect(a.family.sample(2, rng=1), trials=2, episodes_per_trial=2, seed=3)
+    trials = pack_trials(a.net, eps, a.device)
+    assert trials.inputs.shape[-1] == obs_dim + act_dim + 2 + 2 * obs_dim * act_dim
+    obs, action = trials.inputs[..., :obs_dim], trials.inputs[..., obs_dim:obs_dim + act_dim]
+    prev_obs = torch.cat([torch.zeros_like(obs[:, :1]), obs[:, :-1]], 1)  # trials are unpadded here (fixed horizon)
+    key = trials.inputs[..., -2 * obs_dim * act_dim:-obs_dim * act_dim].reshape(*obs.shape[:2], obs_dim, act_dim)
+    torch.testing.assert_close(key, prev_obs.unsqueeze(-1) * action.unsqueeze(-2))
+    with torch.no_grad():
+        again = a.net.heads(a.net.features(trials.inputs)[0])[0].log_prob(trials.actions)
+    torch.testing.assert_close(again, trials.log_probs, atol=1e-5, rtol=0)
+
+
 def test_truncated_bptt_keeps_the_forward_pass() -> None:
     """Segments continue the memory, so TBPTT changes gradients, never the recomputed log-probs."""
     a = agent(CueFamily(horizon=4, n=3), "lstm", bptt=3)
