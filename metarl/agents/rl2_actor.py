@@ -41,8 +41,9 @@ class RL2Net(nn.Module):
     is exactly what the policy's memory encodes; sharing it halves the sequence
     compute (the dominant cost on CPU) and PPO's combined loss trains both.
 
-    Two options (both off by default, as in the paper) meant to make tabular lookups easier to learn
-    (measured in docs/rl2.md: in RL² they did not beat the plain GRU on tabular MDPs):
+    Three options (all off by default, as in the paper) meant to make tabular lookups easier to learn.
+    Measured in docs/rl2.md: the first two alone did not beat the plain GRU on tabular MDPs; the key,
+    with ``torso`` and a short discount, is what reached the paper's level:
 
     * ``transition_inputs``: the input also holds the *previous* observation, so each step shows
       a whole transition ``(s_{t-1}, a_{t-1}, r_{t-1}, d_{t-1}, s_t)``. Without it, binding a
@@ -95,9 +96,9 @@ class RL2Net(nn.Module):
         parts = [x, prev_obs] if self.transition_inputs else [x]
         if self.transition_key:
             obs_dim, act_dim = self.policy.obs_dim, self.policy.action_dim
-            action = x[..., obs_dim:obs_dim + act_dim]  # one-hot (all zeros before the first step) or the vector
+            action = x[..., obs_dim:obs_dim + act_dim]  # as rl2_inputs encoded it: one-hot (zeros: none yet) or vector
             key = (prev_obs.unsqueeze(-1) * action.unsqueeze(-2)).flatten(-2)
-            parts += [key, key * x[..., obs_dim + act_dim:obs_dim + act_dim + 1]]
+            parts += [key, key * prev_reward.to(x.dtype).unsqueeze(-1)]
         return torch.cat(parts, dim=-1)
 
     def _torso(self, features: Tensor, inputs: Tensor) -> Tensor:
