@@ -96,8 +96,9 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match="cannot write a checkpoint.*No space left"):
         save_checkpoint(tmp_path, _state(2.0), agent="toy", iteration=2)
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
     monkeypatch.undo()
 
     latest = find_latest(tmp_path)

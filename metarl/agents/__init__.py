@@ -21,6 +21,6 @@ AGENTS: dict[str, str] = {
 def agent_class(name: str) -> type:
     """The agent class for a CLI name; unknown names fail with the nearest valid one."""
     if name not in AGENTS:
-        raise EnvSpecError(f"unknown agent {name!r}{suggest(name, AGENTS)} allowed: {', '.join(sorted(AGENTS))}")
+        raise EnvSpecError(f"unknown agent {name!r}{suggest(name, AGENTS)}; allowed: {', '.join(sorted(AGENTS))}")
     module, _, attr = AGENTS[name].partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -18,14 +18,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.errors import UsageError
+
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
-class EnvSpecError(ValueError):
+class EnvSpecError(UsageError):
     """Bad user input about task families: unknown names, bad parameters, broken plug-ins.
 
-    Subclasses ``ValueError`` so generic callers can catch it, while the CLI can
-    turn it into a one-line message and exit status 2.
+    A :class:`~metarl.errors.UsageError` (so a ``ValueError``): the CLI turns it into a
+    one-line message and exit status 2.
     """
 
 

@@ -50,10 +50,18 @@ def _show(value: Any) -> str:
 
 
 class GymFamily(TaskFamily):
+    """``env_id`` may carry gymnasium's ``module:EnvName-v0`` form: the module is imported first
+    (its import registers the env), as ``gymnasium.make`` does."""
+
     def __init__(self, env_id: str, randomize: Mapping[str, Any] | None = None,
                  fixed: Mapping[str, Any] | None = None, horizon: int | None = None) -> None:
+        module, sep, bare_id = env_id.partition(":")
+        if sep:
+            from metarl.envs.plugins import import_module
+
+            import_module(module, f"gym:{env_id}")
         try:
-            spec = gym.spec(env_id)
+            spec = gym.spec(bare_id if sep else env_id)
         except gym.error.Error as exc:
             known = [k for k in gym.registry if "/" not in k]
             from metarl.envs.base import suggest
@@ -72,11 +80,15 @@ class GymFamily(TaskFamily):
                 self.fixed[key] = val
                 continue
             self.randomize[key] = val
+        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1):
+            raise EnvSpecError(f"gym:{env_id}: horizon={horizon!r} is invalid; allowed: an integer >= 1")
         self.horizon = int(horizon or spec.max_episode_steps or 1000)
         params = "&".join(f"{k}={_show(v)}" for k, v in {**self.randomize, **self.fixed}.items())
         self.name = f"gym:{env_id}" + (f"?{params}" if params else "")
         self.description = f"gymnasium {env_id} with randomized {sorted(self.randomize) or 'nothing'}"
-        probe = self._build({})
+        # Probe with one draw of every randomized argument, so an argument the env does not take
+        # fails here, naming it, rather than inside a sampler worker at the first episode.
+        probe = self._build({k: v[0] if isinstance(v, (tuple, list)) else v for k, v in self.randomize.items()})
         self._obs_space, self._act_space = probe.observation_space, probe.action_space
         probe.close()
 
@@ -84,8 +96,10 @@ class GymFamily(TaskFamily):
         try:
             return gym.make(self.env_id, max_episode_steps=self.horizon, disable_env_checker=True,
                             **self.fixed, **kwargs)
-        except TypeError as exc:
-            raise EnvSpecError(f"gym:{self.env_id} does not accept these arguments: {exc}") from None
+        except Exception as exc:  # the env's constructor rejecting an argument is the spec's fault
+            allowed = f"{', '.join(sorted({**self.fixed, **kwargs}))}" or "none"
+            raise EnvSpecError(f"gym:{self.env_id} does not accept the arguments {allowed}: "
+                               f"{type(exc).__name__}: {exc}") from None
 
     @property
     def observation_space(self) -> gym.Space:

@@ -16,7 +16,6 @@ as YAML scalars (``5`` is an int, ``true`` a bool). ``extra_kwargs`` (from
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -30,6 +29,7 @@ Factory = Callable[..., TaskFamily]
 
 ENTRY_POINT_GROUP = "metarl.envs"
 _REGISTRY: dict[str, Factory] = {}
+_BUILTIN: set[str] = set()  # names registered by metarl itself, filled by _register_builtins
 
 
 def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
@@ -72,12 +72,35 @@ def known_names() -> list[str]:
     return _builtin_names() + sorted(_entry_points())
 
 
+def factory_module(name: str) -> str | None:
+    """The module that registered ``name`` from Python (``None`` for built-ins and unknown names)."""
+    if name in _BUILTIN or name not in _REGISTRY:
+        return None
+    return getattr(_REGISTRY[name], "__module__", None)
+
+
+def is_known_without_import(name: str) -> bool:
+    """Whether ``name`` resolves without importing a module nobody vouched for.
+
+    True for built-ins, Meta-World names, families registered in this process, installed entry
+    points and gymnasium ids without a ``module:`` part (see :mod:`metarl.envs.plugins`).
+    """
+    if name.startswith("gym:"):
+        return ":" not in name[4:]
+    if ":" in name:
+        return False
+    if name in _REGISTRY or name in ("ml10", "ml45") or name.startswith("ml1-"):
+        return True
+    return name in _entry_points()
+
+
 def _load_path(path: str) -> Factory:
+    from metarl.envs.plugins import import_module
+
     module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure is the user's plug-in: report it whole
-        raise EnvSpecError(f"plug-in {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    if not module_name or not attr:
+        raise EnvSpecError(f"plug-in {path!r}: write module:factory, e.g. my_tasks:make_family")
+    module = import_module(module_name, f"plug-in {path!r}")
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -96,7 +119,13 @@ def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
         except TypeError as exc:
             allowed = ", ".join(sig.parameters) or "none"
             raise EnvSpecError(f"{origin}: bad parameters {params}: {exc}; allowed: {allowed}") from None
-    family = factory(**params)
+    try:
+        family = factory(**params)
+    except EnvSpecError:
+        raise
+    except Exception as exc:  # a factory rejecting its parameters, or a broken plug-in: name it
+        raise EnvSpecError(f"{origin}: building the family with parameters {params} raised "
+                           f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(family, TaskFamily):
         raise EnvSpecError(
             f"{origin} returned {type(family).__name__}, not a metarl.envs.TaskFamily; "
@@ -136,6 +165,10 @@ def _make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
         if name.startswith("ml1-"):
             return _call(lambda seed=0: MetaWorldFamily("ml1", name[4:], seed), name, params)
         return _call(lambda seed=0: MetaWorldFamily(name, None, seed), name, params)
+    if name not in _REGISTRY and ":" not in name:
+        from metarl.envs.plugins import import_plugins
+
+        import_plugins()  # a worker rebuilding a family that a vouched plug-in registers
     if name in _REGISTRY:
         return _call(_REGISTRY[name], name, params)
     if ":" in name:
@@ -177,6 +210,7 @@ def _register_builtins() -> None:
         "ant-dir": AntDir, "ant-goal": AntGoal,
     }.items():
         register(name, factory, overwrite=True)
+        _BUILTIN.add(name)
 
 
 _register_builtins()

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from metarl.errors import UsageError
+
 __all__ = [
     "COLUMNS",
     "CSV_NAME",
@@ -52,7 +54,7 @@ ENV_STEPS_DEFINITION = (
 )
 
 
-class CurveSchemaError(ValueError):
+class CurveSchemaError(UsageError):
     """A curve file or row breaks the schema; the message names the file, row and column."""
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from metarl.errors import UsageError
 from metarl.runs.rng import capture_rng_state, restore_rng_state
 from metarl.runs.version import metarl_version
 
@@ -53,6 +54,7 @@ __all__ = [
     "checkpoint_name",
     "find_latest",
     "list_checkpoints",
+    "load_agent_state",
     "load_checkpoint",
     "prune_checkpoints",
     "restore_rng_state",
@@ -69,8 +71,11 @@ _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written or trusted; the message names the file and why."""
+class CheckpointError(UsageError):
+    """A checkpoint cannot be trusted or does not fit; the message names the file and why.
+
+    A usage error (exit status 2): the checkpoint is input the user pointed at.
+    """
 
 
 @dataclass(frozen=True)
@@ -151,16 +156,23 @@ def _write_synced(path: Path, write: Any) -> None:
 
 
 def _sweep_stale(root: Path) -> None:
-    """Remove temp dirs left by crashed writers (a run dir has one writer at a time)."""
+    """Remove temp dirs and files left by crashed writers (a run dir has one writer at a time)."""
     for p in root.iterdir():
-        if p.name.startswith((_TMP_PREFIX, _OLD_PREFIX)) and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
+        if p.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    _write_synced(tmp, lambda f: f.write(text.encode()))
-    os.replace(tmp, path)
+    try:
+        _write_synced(tmp, lambda f: f.write(text.encode()))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(
@@ -180,6 +192,15 @@ def save_checkpoint(
     """
     check_weights_only_safe(dict(state))
     root = _root(run_dir)
+    try:
+        return _save(root, run_dir, state, agent, iteration, keep_last, extra_meta)
+    except OSError as exc:  # full disk, read-only or vanished folder: nothing half-written is left behind
+        raise CheckpointError(f"cannot write a checkpoint under {root}: {exc.strerror or exc} "
+                              f"({exc.filename or root}); free space or fix permissions, then resume") from None
+
+
+def _save(root: Path, run_dir: str | Path, state: Mapping[str, Any], agent: str, iteration: int,
+          keep_last: int | None, extra_meta: Mapping[str, Any] | None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale(root)
     name = checkpoint_name(iteration)
@@ -330,3 +351,21 @@ def load_checkpoint(
         state=state,
         meta=meta,
     )
+
+
+def load_agent_state(agent: Any, ckpt: Checkpoint) -> None:
+    """Load a verified checkpoint's ``agent`` state into ``agent``; a misfit is a usage error naming it.
+
+    The sha256 only proves the file is the one that was written: a checkpoint of another
+    configuration (other layer sizes, another policy) or a hand-edited state still gets here,
+    and must fail with the file and the first mismatch named, not a raw ``KeyError``.
+    """
+    state = ckpt.state.get("agent")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt.path}: has no agent state (expected a dict under 'agent')")
+    try:
+        agent.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise CheckpointError(f"{ckpt.path}: does not fit this run's {getattr(agent, 'name', 'agent')} agent "
+                              f"(another config, or a damaged state): {type(exc).__name__}: {detail}") from None

@@ -42,6 +42,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from metarl.errors import UsageError
+
 __all__ = [
     "ConfigError",
     "apply_overrides",
@@ -62,7 +64,7 @@ C = TypeVar("C")
 _RULE_KEYS = ("min", "max", "exclusive_min", "exclusive_max", "choices", "help")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A user-facing configuration mistake; the message names the offending key."""
 
 
@@ -254,15 +256,18 @@ def _check_rules(value: Any, meta: Mapping[str, Any], key: str) -> None:
         return
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {list(meta['choices'])}")
-    if "min" not in meta and "max" not in meta:
-        return
     values = value if isinstance(value, (tuple, list)) else (value,)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
+        if not math.isfinite(v):  # no hyperparameter means anything at inf or NaN; it would poison the run later
+            bounds = _describe_bounds(meta)
+            raise ConfigError(f"{key}: {v!r} is not a finite number; allowed: a finite number{' ' + bounds if bounds else ''}")
+        if "min" not in meta and "max" not in meta:
+            continue
         low_bad = "min" in meta and (v <= meta["min"] if meta.get("exclusive_min") else v < meta["min"])
         high_bad = "max" in meta and (v >= meta["max"] if meta.get("exclusive_max") else v > meta["max"])
-        if low_bad or high_bad or (isinstance(v, float) and math.isnan(v)):
+        if low_bad or high_bad:
             raise ConfigError(f"{key}: {v!r} is out of range; allowed: {_describe_bounds(meta)}")
 
 

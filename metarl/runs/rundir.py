@@ -22,6 +22,7 @@ import datetime as _dt
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from metarl.errors import UsageError
 from metarl.runs.config import ConfigError, apply_overrides, from_dict, resolve_config, to_dict
 from metarl.runs.version import metarl_version
 
@@ -50,7 +52,7 @@ C = TypeVar("C")
 CONFIG_FILE = "config.yaml"
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UsageError):
     """The run directory cannot be used as asked (exists, missing, not a run)."""
 
 
@@ -62,6 +64,10 @@ class RunMetadata:
     env: str
     seed: int
     device: str = "cpu"
+    #: Modules that must be imported to rebuild ``env`` (a plug-in that registered it from Python,
+    #: or a ``module:factory`` spec). Read back only once the user vouches for them
+    #: (``--plugin``; see :mod:`metarl.envs.plugins`).
+    plugins: list[str] = field(default_factory=list)
     metarl_version: str = field(default_factory=metarl_version)
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
     created: str = field(default_factory=lambda: _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
@@ -134,17 +140,32 @@ def create_run_dir(
                 f"resume it with {resume_command(target)!r} or choose another --run-dir"
             )
     run = RunDir(target)
-    for d in (run.path, run.checkpoints, run.eval):
-        d.mkdir(parents=True, exist_ok=True)
-    _write_document(run, {"run": asdict(metadata), "config": to_dict(config)})
+    created = not target.exists()
+    try:
+        for d in (run.path, run.checkpoints, run.eval):
+            d.mkdir(parents=True, exist_ok=True)
+        _write_document(run, {"run": asdict(metadata), "config": to_dict(config)})
+    except RunDirError:
+        if created:  # nothing half-made is left behind
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    except OSError as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise RunDirError(f"cannot create run dir {target}: {exc.strerror or exc} ({exc.filename or target}); "
+                          "allowed: a new or empty folder in a writable place (--run-dir)") from None
     return run
 
 
 def _write_document(run: RunDir, document: Mapping[str, Any]) -> None:
     """Atomic, so an interrupted resume never leaves a run without its config."""
     tmp = run.config_file.with_name(f".{CONFIG_FILE}.tmp")
-    tmp.write_text(yaml.safe_dump(dict(document), sort_keys=False))
-    os.replace(tmp, run.config_file)
+    try:
+        tmp.write_text(yaml.safe_dump(dict(document), sort_keys=False))
+        os.replace(tmp, run.config_file)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {run.config_file}: {exc.strerror or exc}") from None
 
 
 def open_run_dir(path: str | Path) -> RunDir:
@@ -154,8 +175,11 @@ def open_run_dir(path: str | Path) -> RunDir:
         raise RunDirError(f"cannot resume: run dir {run.path} does not exist")
     if not run.config_file.is_file():
         raise RunDirError(f"cannot resume: {run.path} is not a metarl run (no {CONFIG_FILE})")
-    run.checkpoints.mkdir(exist_ok=True)
-    run.eval.mkdir(exist_ok=True)
+    try:
+        run.checkpoints.mkdir(exist_ok=True)
+        run.eval.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot resume {run.path}: {exc.strerror or exc} ({exc.filename})") from None
     return run
 
 

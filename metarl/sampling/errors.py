@@ -12,8 +12,10 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
+from metarl.errors import UsageError
 
-class SamplerConfigError(ValueError):
+
+class SamplerConfigError(UsageError):
     """A bad sampler setting (backend, workers, ray address, episode counts).
 
     The message names the bad value and what is allowed.
@@ -48,6 +50,39 @@ def _rebuild_env_failure(message: str, slot: int, task: str, cause: str) -> EnvF
     return EnvFailure(message, slot=slot, task=task, cause=cause)
 
 
+#: The config key a timeout message points to, so a user knows what to raise.
+TIMEOUT_KEY = "sampling.step_timeout"
+
+
+class StepTimeout(Exception):
+    """Raised inside a stepper call when it overran its deadline (see :class:`~metarl.sampling.backend.Deadline`).
+
+    An ``Exception``, not a ``BaseException``, on purpose: the stepper's per-env
+    handler then wraps it into an :class:`EnvFailure` that says which env slot,
+    task, episode and step was running when the deadline passed.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not return within {seconds:g} s ({TIMEOUT_KEY})")
+        self.seconds = seconds
+
+
+def timeout_where(exc: BaseException, name: str) -> str | None:
+    """What overran, if ``exc`` is a step timeout: ``"step of env slot 3 (...), ..., step 17"``; else None.
+
+    The stepper formats env failures as ``"{name}: {what} of {where} raised {type}: {message}"``;
+    for a timeout the "raised ..." tail is noise, so it is cut and the caller says "did not return".
+    A bare :class:`StepTimeout` fired outside any env call (the stepper's own bookkeeping) names
+    no env.
+    """
+    if isinstance(exc, StepTimeout):
+        return "a call into the envs"
+    if not (isinstance(exc, EnvFailure) and isinstance(exc.__cause__, StepTimeout)):
+        return None
+    text = str(exc).removeprefix(f"{name}: ")
+    return text.split(f" raised {StepTimeout.__name__}: ", 1)[0]
+
+
 @dataclass(frozen=True)
 class RemoteFailure:
     """What a worker sends back instead of a result: plain strings, so it always unpickles.
@@ -60,12 +95,26 @@ class RemoteFailure:
     message: str
     task: str | None
     traceback: str
+    #: Set when the call overran its step timeout: what was running (``timeout_where``). The env
+    #: was interrupted mid-call, so its state is unknown and a backend drops it (and, remote, the
+    #: worker) instead of reusing it.
+    where: str | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.where is not None
 
     @classmethod
     def capture(cls, worker: str, exc: BaseException) -> RemoteFailure:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        task = exc.task if isinstance(exc, EnvFailure) else None
+        where = timeout_where(exc, worker)
+        if where is not None:
+            seconds = exc.seconds if isinstance(exc, StepTimeout) else exc.__cause__.seconds  # type: ignore[union-attr]
+            message = f"{worker}: {where} did not return within {seconds:g} s ({TIMEOUT_KEY})"
+            return cls(worker=worker, message=message, task=task, traceback=tb, where=where)
         if isinstance(exc, EnvFailure):  # already says where: worker, slot, task, step
-            return cls(worker=worker, message=str(exc), task=exc.task, traceback=tb)
+            return cls(worker=worker, message=str(exc), task=task, traceback=tb)
         return cls(worker=worker, message=f"{worker}: {type(exc).__name__}: {exc}", task=None, traceback=tb)
 
     def to_error(self) -> SamplerError:
