@@ -104,10 +104,18 @@ def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device
     return TaskBatch(eps.observations, eps.actions, adv, eps.mask)
 
 
-def episode_stats(episodes: Episodes, prefix: str, has_success: bool) -> dict[str, float]:
-    """Mean undiscounted return (and success rate, where the family reports one) over all episodes."""
-    out = {f"{prefix}return": float(episodes.returns.mean())}
-    if has_success:
+def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None = None) -> dict[str, float]:
+    """``{prefix}return`` and, where the envs report success, ``{prefix}success`` of a batch.
+
+    With the empty prefix these are the shared training metrics every agent logs
+    (``train/return``, ``train/success``; see :mod:`metarl.evaluation.metrics`), so one
+    function spells them for all. ``returns``: the per-unit returns to average instead of
+    the per-episode ones (RL² passes its trial returns, the unit its objective is defined on).
+    Success is the fraction of episodes with any step's ``info["success"]`` truthy, and is
+    left out, not logged as 0, when the batch reports no success (``episodes.reports_success``).
+    """
+    out = {f"{prefix}return": float((episodes.returns if returns is None else returns).mean())}
+    if episodes.reports_success:
         out[f"{prefix}success"] = float(episodes.success.float().mean())
     return out
 
@@ -165,9 +173,7 @@ class MetaAgent(ABC):
         rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
         out: dict[str, float] = {}
         for k, episodes in enumerate(rounds):
-            out[adapt_key(k, "return")] = float(episodes.returns.mean())
-            if self.family.has_success:
-                out[adapt_key(k, "success")] = float(episodes.success.float().mean())
+            out.update({adapt_key(k, metric): value for metric, value in episode_stats(episodes).items()})
         return out
 
     def next_seed(self) -> int:

@@ -96,12 +96,14 @@ class MAMLTRPO(MetaAgent):
             episodes = self.collect(tasks, params, cfg.episodes_per_task)
             steps += int(episodes.lengths.sum())
             if k == 0:
-                metrics.update(episode_stats(episodes, "pre_", self.family.has_success))
+                metrics.update(episode_stats(episodes, "pre_"))
             pre_batches.append(self.batch(episodes))
             params = self.adapt(params, episodes)
         post = self.collect(tasks, params, cfg.episodes_per_task)
         steps += int(post.lengths.sum())
-        metrics.update(episode_stats(post, "post_", self.family.has_success))
+        # train/return (shared by every agent): the post-adaptation episodes, what the paper reports
+        metrics.update(episode_stats(post))
+        metrics.update(episode_stats(post, "post_"))
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
                                   first_order=cfg.first_order, batched=self.config.batched)
         new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters)

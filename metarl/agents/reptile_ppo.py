@@ -280,16 +280,18 @@ class ReptilePPO(MetaAgent):
     def inner_loop(self, tasks: Sequence[Task], params: Params, opt: AdamState, *, updates: int, shared: bool = False,
                    ) -> tuple[Params, AdamState, dict[str, float], int]:
         """``updates`` rounds of (fresh episodes -> one PPO update); returns params, Adam state, metrics, env steps."""
-        cfg, has_success = self.config, self.family.has_success
+        cfg = self.config
         metrics: dict[str, float] = {}
         stats: dict[str, float] = {}
         steps = 0
         for k in range(updates):
             episodes = self.collect(tasks, params, cfg.episodes_per_update, seed=self.next_seed())
             steps += episodes.n_steps
-            metrics.update(episode_stats(episodes, f"inner_{k}_", has_success))
+            metrics.update(episode_stats(episodes, f"inner_{k}_"))
             params, opt, stats = self._ppo_update(params, episodes, opt, seed=self.next_seed(), shared=shared)
         metrics.update(stats)  # of the last update
+        # train/return (shared by every agent): the last, most adapted batch, as MAML's post-update one
+        metrics.update(episode_stats(episodes))
         return params, opt, metrics, steps
 
     def train_iteration(self, it: int) -> dict[str, float]:

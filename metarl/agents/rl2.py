@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from metarl.agents.base import CommonConfig, MetaAgent, space_dims
+from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims
 from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials, trial_returns, trial_rounds
 from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
@@ -172,8 +172,12 @@ class RL2(MetaAgent):
         episodes = self.collect(tasks, cfg.trials_per_task, self.trial_episodes, seed=self.next_seed())
         metrics = self.update(episodes, value_only=it < cfg.value_warmup)
         e = self.trial_episodes
+        totals = trial_returns(episodes)
+        # train/return (shared by every agent) is per trial, the unit RL² optimizes and its paper reports;
+        # trial_return is the same number under its name from before the shared vocabulary
+        metrics.update(episode_stats(episodes, returns=totals))
         metrics.update({
-            "trial_return": float(trial_returns(episodes).mean()),
+            "trial_return": float(totals.mean()),
             "first_episode_return": float(episodes.returns[:, 0::e].mean()),
             "last_episode_return": float(episodes.returns[:, e - 1::e].mean()),
             ENV_STEPS_KEY: episodes.n_steps,

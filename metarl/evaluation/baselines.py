@@ -10,9 +10,14 @@ adaptation step and is built by the evaluation protocol, not here.
 
 Choices that affect comparability (also in ``docs/curves_schema.md``):
 
-* Episodes are capped at ``family.horizon`` and scored by
-  :func:`metarl.evaluation.rollout.run_episode` (undiscounted return; success
-  if any step reports it).
+* Episodes are collected by the agents' own sampler (:mod:`metarl.sampling`)
+  with the baseline as an actor, capped at ``family.horizon``, and turned into
+  rows by :func:`metarl.evaluation.protocol.round_rows`, as the agents' are:
+  undiscounted return; success if any step's ``info["success"]`` is truthy, NaN
+  where the envs report no success.
+* Fixed policies (``random``) are scored on round ``k`` with sampler seed
+  ``seed + k``, the seeds gradient agents' ``meta_test`` uses, so on the same
+  tasks they meet the same env resets (common random numbers).
 * ``ppo-scratch`` is evaluated with the **stochastic** policy
   (``deterministic=False``) by default: meta-RL agents are scored by sampling
   from their stochastic policy (MAML's post-update episodes are sampled), and
@@ -36,12 +41,12 @@ import numpy as np
 
 from metarl.envs import Task, TaskFamily
 from metarl.evaluation.curves import CurveRow
-from metarl.evaluation.rollout import BatchPolicy, Policy, batched, episode_seeds, run_episodes
+from metarl.evaluation.protocol import round_rows, rows_from_rounds
+from metarl.evaluation.rollout import FunctionActor, UniformActor, episode_seeds
+from metarl.sampling import make_sampler
+from metarl.sampling.actor import Actor
 
 __all__ = ["policy_baseline", "ppo_rollout_size", "ppo_scratch_baseline", "random_baseline"]
-
-PolicyFactory = Callable[[gym.Env, int], Policy]
-"""``(env, seed) -> policy`` for one task; the seed makes stochastic policies reproducible."""
 
 DEFAULT_PPO_KWARGS: dict[str, Any] = {
     "n_epochs": 10,
@@ -51,54 +56,34 @@ DEFAULT_PPO_KWARGS: dict[str, Any] = {
 }
 
 
-def _row_base(family: TaskFamily, task: Task, method: str, run: str | None, seed: int) -> dict[str, Any]:
-    return {"method": method, "run": run or f"{method}-seed{seed}", "family": family.full_name, "split": task.split,
-            "seed": int(seed)}
-
-
 def policy_baseline(
     family: TaskFamily,
     tasks: Sequence[Task],
     rounds: int,
     episodes_per_round: int,
     seed: int,
-    make_policy: PolicyFactory,
+    actor: Actor,
     method: str,
     run: str | None = None,
     parallel_trials: bool = False,
 ) -> list[CurveRow]:
-    """Score a fixed (non-learning) policy on each task for rounds ``0..rounds``.
+    """Score a fixed (non-learning) actor on each task for rounds ``0..rounds``.
 
-    Nothing is learned between rounds, so the curve is flat up to noise; it
-    still has one point per round, with ``env_steps`` counting the steps of the
-    earlier rounds' episodes (the experience it had and ignored), so it spans
-    the same x-range as an agent that adapts on its episodes. ``parallel_trials``
-    counts as :func:`~metarl.evaluation.protocol.rows_from_rounds` does for RL²:
-    a round's episodes are separate trials, so one trial's steps (their mean).
+    ``actor``: any sampler actor (:class:`~metarl.evaluation.rollout.UniformActor`, or a
+    scripted rule in a :class:`~metarl.evaluation.rollout.FunctionActor`). Nothing is
+    learned between rounds, so the curve is flat up to noise; it still has one point per
+    round, with ``env_steps`` counting the steps of the earlier rounds' episodes (the
+    experience it had and ignored), so it spans the same x-range as an agent that adapts on
+    its episodes. ``parallel_trials`` counts as
+    :func:`~metarl.evaluation.protocol.rows_from_rounds` does for RL²: a round's episodes
+    are separate trials, so one trial's steps (their mean). It changes the counting only:
+    the episodes are the same either way.
     """
     _check_counts(rounds=rounds, episodes_per_round=episodes_per_round)
-    rows = []
-    for t, task in enumerate(tasks):
-        env = family.make_env(task)
-        try:
-            policy = batched(make_policy(env, episode_seeds(seed, t, n=1)[0]))
-            steps = 0
-            for k in range(rounds + 1):
-                results = run_episodes(env, policy, family.horizon, episode_seeds(seed, t, k, n=episodes_per_round))
-                rows.append(CurveRow.from_episodes(
-                    **_row_base(family, task, method, run, seed), task=t, round=k, env_steps=steps,
-                    returns=[r.ret for r in results], successes=[r.success for r in results]))
-                round_steps = sum(r.steps for r in results)
-                steps += round(round_steps / len(results)) if parallel_trials else round_steps
-        finally:
-            env.close()
-    return rows
-
-
-def _uniform_policy(env: gym.Env, seed: int) -> Policy:
-    space = env.action_space
-    space.seed(seed)
-    return lambda obs: space.sample()
+    with make_sampler(family, "serial") as sampler:
+        episodes = [sampler.sample(tasks, actor, episodes_per_round, seed=seed + k) for k in range(rounds + 1)]
+    return rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed, episodes,
+                            parallel_trials=parallel_trials)
 
 
 def random_baseline(
@@ -106,8 +91,8 @@ def random_baseline(
     parallel_trials: bool = False,
 ) -> list[CurveRow]:
     """``random``: uniform random actions; the floor every method must clear."""
-    return policy_baseline(family, tasks, rounds, episodes_per_round, seed, _uniform_policy, "random", run,
-                           parallel_trials=parallel_trials)
+    return policy_baseline(family, tasks, rounds, episodes_per_round, seed, UniformActor(family.action_space),
+                           "random", run, parallel_trials=parallel_trials)
 
 
 def _check_counts(**counts: int) -> None:
@@ -163,6 +148,35 @@ def _ppo_env(family: TaskFamily, task: Task) -> gym.Env:
     return env
 
 
+def _task_actions(env: gym.Env) -> Callable[[np.ndarray], np.ndarray]:
+    """What ``env``'s action wrappers do to an action (outermost first): PPO's actions as the task's env takes them.
+
+    PPO is scored on the sampler's unwrapped envs, so its actions go through the very
+    transforms (:class:`gymnasium.wrappers.RescaleAction`) it was trained behind.
+    """
+    wrappers: list[gym.ActionWrapper] = []
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.ActionWrapper):
+            wrappers.append(env)
+        env = env.env
+
+    def apply(actions: np.ndarray) -> np.ndarray:
+        for wrapper in wrappers:
+            actions = wrapper.action(actions)
+        return actions
+
+    return apply
+
+
+def _slots(episodes: int, most: int) -> int:
+    """Envs to score ``episodes`` episodes on: the largest divisor of ``episodes`` up to ``most``.
+
+    A slot runs its share one after another (a "trial" of a stateless policy), so at most
+    ``most`` envs exist however many episodes are scored.
+    """
+    return max(d for d in range(1, min(most, episodes) + 1) if episodes % d == 0)
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` intra-op threads, restoring the caller's setting afterwards.
@@ -200,7 +214,7 @@ def ppo_scratch_baseline(
     scores the untrained policy); pass the agent's ``env_steps`` per round to
     compare at equal experience. ``env_steps`` in the rows is PPO's actual step
     count, equal to the budget unless ``ppo_kwargs`` forces an ``n_steps`` that
-    does not divide the increments. Scoring runs on separate envs (up to
+    does not divide the increments. Scoring runs on the sampler's own envs (up to
     ``max_eval_envs`` in lockstep, one batched policy call per step) so that
     training episodes are never cut short by evaluation. ``torch_threads``
     (default 1, restored afterwards) keeps small-MLP PPO fast on shared cores.
@@ -216,26 +230,25 @@ def ppo_scratch_baseline(
         kwargs["n_steps"] = ppo_rollout_size(budgets)
     kwargs.setdefault("batch_size", _batch_size(kwargs["n_steps"]))
     kwargs.setdefault("device", "cpu")
-    rows = []
+    rows: list[CurveRow] = []
+    per_slot = episodes_per_round // _slots(episodes_per_round, max_eval_envs)
     bar = tqdm(total=len(tasks) * budgets[-1], desc="ppo-scratch", unit="step", disable=not progress, leave=False)
-    with _torch_threads(torch_threads), contextlib.closing(bar):
+    with (_torch_threads(torch_threads), contextlib.closing(bar), make_sampler(family, "serial") as sampler):
         for t, task in enumerate(tasks):
             train_env = Monitor(_ppo_env(family, task))
-            eval_envs = [_ppo_env(family, task) for _ in range(min(episodes_per_round, max_eval_envs))]
             try:
                 model = PPO("MlpPolicy", train_env, seed=episode_seeds(seed, t, n=1)[0], verbose=0, **kwargs)
-                policy: BatchPolicy = lambda obs: model.predict(obs, deterministic=deterministic)[0]  # noqa: B023
+                to_task = _task_actions(train_env)
+                actor = FunctionActor(lambda obs: to_task(model.predict(obs, deterministic=deterministic)[0]))  # noqa: B023
                 for k, budget in enumerate(budgets):
                     if budget > model.num_timesteps:
                         done = model.num_timesteps
                         model.learn(total_timesteps=budget - done, reset_num_timesteps=False)
                         bar.update(model.num_timesteps - done)
-                    results = run_episodes(eval_envs, policy, family.horizon, episode_seeds(seed, t, k, n=episodes_per_round))
-                    rows.append(CurveRow.from_episodes(
-                        **_row_base(family, task, "ppo-scratch", run, seed), task=t, round=k,
-                        env_steps=int(model.num_timesteps), returns=[r.ret for r in results],
-                        successes=[r.success for r in results]))
+                    episodes = sampler.sample([task], actor, episodes_per_round, episodes_per_trial=per_slot,
+                                              seed=episode_seeds(seed, t, k, n=1)[0])
+                    rows += round_rows("ppo-scratch", run or f"ppo-scratch-seed{seed}", family.full_name, task.split,
+                                       seed, k, episodes, [int(model.num_timesteps)], task_ids=[t])
             finally:
-                for env in (train_env, *eval_envs):
-                    env.close()
+                train_env.close()
     return rows

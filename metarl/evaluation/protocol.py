@@ -29,8 +29,25 @@ from metarl.sampling import Episodes
 BASELINES = ("random", "ppo-scratch", "pretrained-finetune")
 
 
+def round_rows(method: str, run: str, family: str, split: str, seed: int, round: int, episodes: Episodes,
+               env_steps: Sequence[int], task_ids: Sequence[int] | None = None) -> list[CurveRow]:
+    """One row per task row of ``episodes``, scored after ``round`` rounds and ``env_steps[i]`` steps.
+
+    Every curve row of an agent or a baseline is made here, from sampler :class:`Episodes`, so
+    return and success are read the same way for all (success NaN where the envs report none).
+    ``task_ids``: the task index of each row (default ``0..n-1``; a baseline scoring one task at a
+    time passes its index).
+    """
+    returns = episodes.returns.double().numpy()
+    success = episodes.success_values().numpy()
+    ids = range(episodes.n_tasks) if task_ids is None else task_ids
+    return [CurveRow.from_episodes(method=method, run=run, family=family, split=split, seed=seed, task=int(t),
+                                   round=round, env_steps=int(env_steps[i]), returns=returns[i], successes=success[i])
+            for i, t in enumerate(ids)]
+
+
 def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, rounds: Sequence[Episodes],
-                     has_success: bool, parallel_trials: bool = False) -> list[CurveRow]:
+                     parallel_trials: bool = False) -> list[CurveRow]:
     """One row per (task, round); ``env_steps`` counts the steps of earlier rounds on that task.
 
     ``parallel_trials``: a round's episodes belong to separate, independent trials (RL²), so the
@@ -40,22 +57,16 @@ def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, 
     rows: list[CurveRow] = []
     spent = np.zeros(rounds[0].n_tasks, dtype=np.int64)
     for k, episodes in enumerate(rounds):
-        returns = episodes.returns.double().numpy()
-        success = episodes.success.double().numpy() if has_success else None
-        for i in range(episodes.n_tasks):
-            rows.append(CurveRow.from_episodes(
-                method=method, run=run, family=family, split=split, seed=seed, task=i, round=k,
-                env_steps=int(spent[i]), returns=returns[i],
-                successes=None if success is None else success[i]))
+        rows += round_rows(method, run, family, split, seed, k, episodes, spent)
         lengths = episodes.lengths.double()
-        spent += (lengths.mean(dim=1) if parallel_trials else lengths.sum(dim=1)).round().long().numpy()
+        spent = spent + (lengths.mean(dim=1) if parallel_trials else lengths.sum(dim=1)).round().long().numpy()
     return rows
 
 
 def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
                episodes_per_round: int) -> list[CurveRow]:
     episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
-    return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes, agent.family.has_success,
+    return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes,
                             parallel_trials=agent.rounds_are_trial_episodes)
 
 

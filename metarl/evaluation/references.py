@@ -243,7 +243,7 @@ def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, ro
     with make_sampler(family, "serial") as sampler:
         episodes = sampler.sample(tasks, actor, episodes_per_round * e, episodes_per_trial=e, seed=seed)
     rows = rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed,
-                            trial_rounds(episodes), family.has_success, parallel_trials=True)
+                            trial_rounds(episodes), parallel_trials=True)
     return float(trial_returns(episodes).mean()), rows
 
 

@@ -17,8 +17,10 @@ import numpy as np
 
 #: Inputs written by the driver before a step.
 INPUTS = ("actions", "active", "next_seed")
-#: Outputs written by the stepping core.
-OUTPUTS = ("obs", "final_obs", "reward", "terminated", "truncated", "success")
+#: Outputs written by the stepping core. ``success_reported``: this step's info had a ``"success"``
+#: key, so the driver learns from the envs themselves whether a family reports success (every
+#: backend moves the outputs alike, so the flag needs no backend-specific code).
+OUTPUTS = ("obs", "final_obs", "reward", "terminated", "truncated", "success", "success_reported")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Layout:
             ("terminated", (n,), np.dtype(bool)),
             ("truncated", (n,), np.dtype(bool)),
             ("success", (n,), np.dtype(bool)),
+            ("success_reported", (n,), np.dtype(bool)),
         ]
 
     def nbytes(self) -> int:
@@ -65,6 +68,7 @@ class StepBuffers:
     terminated: np.ndarray
     truncated: np.ndarray
     success: np.ndarray
+    success_reported: np.ndarray
 
     @classmethod
     def allocate(cls, layout: Layout, buf: memoryview | bytearray | None = None) -> StepBuffers:

@@ -38,9 +38,14 @@ class Episodes:
         last_observations: ``[T, E, *obs]``, the observation after each episode's last step, to
             bootstrap values of truncated episodes.
         lengths: ``[T, E]`` int64. returns: ``[T, E]`` float32 (undiscounted sums of rewards).
-        success: ``[T, E]`` bool, any step's ``info["success"]`` was true (Meta-World).
+        success: ``[T, E]`` bool, any step's ``info["success"]`` was truthy (the Meta-World rule); all
+            false when the envs report no success, so read it together with ``reports_success``.
         agent_info: extra per-step outputs of the actor (means, logits, recurrent inputs), ``[T, E, H, ...]``.
         tasks: the task of each row. episodes_per_trial: trial length (RL²). seed: what ``sample`` used.
+        reports_success: whether the envs report success at all: some step of the batch had a
+            ``"success"`` key in its info (or the family declares ``has_success``). Learned from the
+            envs, so a plug-in family needs no flag; without it ``success`` is meaningless and every
+            success rate (:meth:`success_values`) is NaN, for agents and baselines alike.
     """
 
     observations: Tensor
@@ -58,6 +63,7 @@ class Episodes:
     agent_info: dict[str, Tensor] = field(default_factory=dict)
     episodes_per_trial: int = 1
     seed: int | None = None
+    reports_success: bool = False
 
     # -- shape helpers ----------------------------------------------------------------
     @property
@@ -82,6 +88,16 @@ class Episodes:
     def n_steps(self) -> int:
         """Real environment steps in the batch (for steps/s and sample budgets)."""
         return int(self.lengths.sum())
+
+    def success_values(self) -> Tensor:
+        """``[T, E]`` float64: 1.0 / 0.0 per episode, or NaN throughout when the envs report no success.
+
+        The one place the success rule meets the rates built on it: curve rows and training
+        metrics average these (ignoring NaN), so a family without a signal shows NaN, never 0.
+        """
+        if not self.reports_success:
+            return torch.full(self.success.shape, float("nan"), dtype=torch.float64)
+        return self.success.to(torch.float64)
 
     @property
     def dones(self) -> Tensor:
@@ -118,6 +134,7 @@ class Episodes:
         same = all(torch.equal(getattr(self, n), getattr(other, n)) for n in _TENSORS)
         same = same and self.agent_info.keys() == other.agent_info.keys()
         same = same and all(torch.equal(v, other.agent_info[k]) for k, v in self.agent_info.items())
+        same = same and self.reports_success == other.reports_success
         return same and self.tasks == other.tasks and self.episodes_per_trial == other.episodes_per_trial
 
 

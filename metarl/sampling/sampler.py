@@ -180,6 +180,9 @@ class Sampler:
         low, high = self._low, self._high
 
         lockstep = True  # every slot at the same (episode, step): write with slices, not fancy indexing
+        # Whether the envs report success is learned from them: any step with a "success" key. Every slot
+        # steps at least once, so values left in the buffer by an earlier call are always overwritten.
+        reports_success = bool(self.family.has_success)
         while True:
             obs = buf.obs.copy()  # the actor may keep it; the buffer is overwritten next step
             actions, log_probs, state, extras = actor.act(
@@ -212,6 +215,7 @@ class Sampler:
             at.put(out_term, buf.terminated)
             at.put(out_trunc, buf.truncated)
             at.put_any(success, buf.success)
+            reports_success = reports_success or bool(buf.success_reported.any())
             if lockstep:  # every slot was active
                 done = buf.terminated | buf.truncated
                 rewards = buf.reward.copy()
@@ -248,7 +252,7 @@ class Sampler:
             terminated=tt(out_term), truncated=tt(out_trunc), mask=tt(mask), last_observations=tt(out_last),
             lengths=tt(lengths), returns=tt((out_rew * mask).sum(-1, dtype=np.float32)), success=tt(success),
             tasks=tuple(tasks), agent_info={k: tt(v) for k, v in out_info.items()},
-            episodes_per_trial=E, seed=seed)
+            episodes_per_trial=E, seed=seed, reports_success=reports_success)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -11,6 +11,11 @@ Why auto-reset here: when an episode of a trial ends, the next one starts on
 the same env at once (with the seed the driver put in ``next_seed``), so a
 step costs one round trip even when envs finish at different times.
 
+Why success is read here: this is the only code that sees an env's ``info``. A step
+succeeds when ``info["success"]`` is truthy (:func:`success_flags`, Meta-World's rule), and
+whether the key was there at all is written beside it, so "does this family report
+success?" is answered by the envs, not by a flag a plug-in author has to know about.
+
 Why the finiteness check here: a NaN observation or reward must stop
 collection, naming the env, task and step, before any update sees it; the
 check is one vectorized pass over the whole buffer per step.
@@ -27,6 +32,20 @@ import numpy as np
 from metarl.envs import Task, TaskFamily
 from metarl.sampling.buffers import StepBuffers
 from metarl.sampling.errors import EnvFailure
+
+#: The info key envs report success under (Meta-World's).
+SUCCESS_KEY = "success"
+
+
+def success_flags(values: Sequence[object]) -> np.ndarray:
+    """The per-step success rule: ``info["success"]`` truthy, i.e. a non-zero number.
+
+    One vectorized conversion for a whole step; every path that scores episodes (the sampler's
+    stepping core and :func:`metarl.evaluation.rollout.run_episodes`) uses it, so success means
+    the same for agents and baselines. A value that is not a number raises ``TypeError`` or
+    ``ValueError`` (the caller names the env).
+    """
+    return np.asarray(values, dtype=float) != 0
 
 
 class EnvStepper:
@@ -91,17 +110,19 @@ class EnvStepper:
         obs_buf, term_buf, trunc_buf = b.obs, b.terminated, b.truncated
         active = np.flatnonzero(b.active).tolist()
         actions = b.actions[active]  # one copy per step: envs may keep the array they are given
-        rewards, successes = [], []
+        rewards, successes, reported = [], [], []
         for k, i in enumerate(active):
             env = envs[i]
             try:  # covers the buffer write too: a wrong obs shape names the env
                 obs, r, term, trunc, info = env.step(actions[k])
                 obs_buf[i] = obs
-                success = info.get("success", False)
+                has = SUCCESS_KEY in info
+                success = info[SUCCESS_KEY] if has else False
             except Exception as exc:
                 raise self._failure(i, "step", exc) from exc
             rewards.append(r)
             successes.append(success)
+            reported.append(has)
             t[i] += 1
             trunc = trunc or t[i] >= horizon
             term_buf[i] = term
@@ -120,7 +141,8 @@ class EnvStepper:
                     t[i] = 0
         try:  # one vectorized write each instead of one numpy scalar write per env
             b.reward[active] = rewards
-            b.success[active] = np.asarray(successes, dtype=float) > 0
+            b.success[active] = success_flags(successes)
+            b.success_reported[active] = reported
         except (TypeError, ValueError) as exc:  # a reward or success that is not a number: find whose
             self._bad_values(active, rewards, successes, exc)
         self._check(b.active, "step")
