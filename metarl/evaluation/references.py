@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
@@ -46,34 +44,12 @@ from metarl.envs.tabular import TabularMDP
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
 from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired
+from metarl.evaluation.rollout import UniformActor
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
 
 __all__ = ["REFERENCES", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run", "reference_rows",
            "score", "total_per_trial"]
-
-
-class UniformActor:
-    """Uniform random actions from the sampler's generator; stateless."""
-
-    def __init__(self, space: gym.Space) -> None:
-        self.space = space
-
-    def initial_state(self, n_tasks: int, n_slots: int) -> None:
-        return None
-
-    def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
-        t, s = obs.shape[:2]
-        if isinstance(self.space, gym.spaces.Discrete):
-            n = int(self.space.n)
-            actions = torch.randint(n, (t, s), generator=generator)
-            return ActorOutput(actions, torch.full((t, s), -math.log(n)), None, {})
-        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (self.space.low, self.space.high))
-        actions = low + (high - low) * torch.rand(t, s, *low.shape, generator=generator)
-        return ActorOutput(actions, -torch.log(high - low).sum().expand(t, s), None, {})
-
-    def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
-        return state
 
 
 class _ArmCounts:
