@@ -8,9 +8,9 @@ the ``Figure`` so tests and notebooks can inspect or restyle it.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,6 +23,16 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from metarl.evaluation.curves import CurveRow, read_many  # noqa: E402
+from metarl.evaluation.metrics import (  # noqa: E402
+    ENV_STEPS_KEY,
+    ITERATION_KEY,
+    RETURN_KEY,
+    SHARED_KEYS,
+    SUCCESS_KEY,
+    Progress,
+    ProgressError,
+    read_progress,
+)
 from metarl.evaluation.stats import Summary, aggregate  # noqa: E402
 
 __all__ = ["DEFAULT_TRAINING_KEYS", "plot_adaptation", "plot_training", "save_figure"]
@@ -33,15 +43,12 @@ X_LABELS = {
 }
 Y_LABELS = {"return": "average return per episode", "success": "success rate (fraction of episodes)"}
 
-DEFAULT_TRAINING_KEYS: tuple[str, ...] = (
-    "train/pre_return",
-    "train/post_return",
-    "train/return",
-    "train/pre_success",
-    "train/post_success",
-    "train/success",
-)
-TRAINING_X_KEYS: tuple[str, ...] = ("time/total_env_steps", "time/iteration")
+#: The shared vocabulary (:mod:`metarl.evaluation.metrics`): the same quantities for every agent.
+DEFAULT_TRAINING_KEYS: tuple[str, ...] = SHARED_KEYS
+TRAINING_X_KEYS: tuple[str, ...] = (ENV_STEPS_KEY, ITERATION_KEY)
+TRAINING_X_LABELS = {ENV_STEPS_KEY: "environment steps (all tasks)", ITERATION_KEY: "iteration"}
+TRAINING_Y_LABELS = {RETURN_KEY: "return per episode (RL²: per trial)",
+                     SUCCESS_KEY: "success rate (fraction of episodes)"}
 
 
 def save_figure(fig: Figure, out_png: str | Path, out_svg: str | Path | None = None) -> Path:
@@ -152,22 +159,6 @@ def plot_adaptation(
 # ----------------------------------------------------------------------------- training curves
 
 
-def _read_progress(path: Path) -> dict[str, np.ndarray]:
-    """Columns of ``progress.csv`` as float arrays; blanks (a key not logged that iteration) are NaN."""
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        records = list(reader)
-        names = reader.fieldnames or []
-
-    def num(v: str | None) -> float:
-        try:
-            return float(v) if v not in (None, "") else math.nan
-        except ValueError:
-            return math.nan
-
-    return {name: np.array([num(r.get(name)) for r in records]) for name in names}
-
-
 def _run_label(run_dir: Path) -> str:
     """``agent · env · seed N`` from ``config.yaml``, falling back to the folder name."""
     from metarl.runs.rundir import RunDirError, read_run_config
@@ -188,42 +179,50 @@ def plot_training(
 ) -> Figure:
     """Training curves from each run's ``progress.csv``, one panel per metric key, one line per run.
 
-    ``keys`` may contain shell patterns (``"adapt/round_*/return"``); keys no run
-    logged are skipped, since agents log different metrics. The x-axis is the
-    first of ``x_keys`` every run has (total env steps, else iteration), else the
-    row number. Lines are labelled by agent, env and seed from ``config.yaml``.
+    By default the shared vocabulary (``train/return``, ``train/success``), which means the same
+    for every agent, so runs of different agents share panels; runs from before it are read
+    through :data:`~metarl.evaluation.metrics.LEGACY_KEYS`, and the panel notes which old key.
+    ``keys`` may contain shell patterns (``"adapt/round_*/return"``); keys no run logged are
+    skipped, but a run with none of them is an error naming it (:class:`ProgressError`, a
+    usage error), never a line silently missing. The x-axis is the first of ``x_keys`` every
+    run has (total env steps, else iteration), else the row number. Lines are labelled by
+    agent, env and seed from ``config.yaml``.
     """
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
-    data = {}
-    for d in dirs:
-        progress = d / "progress.csv"
-        if not progress.is_file():
-            raise FileNotFoundError(f"{d}: no progress.csv (is this a metarl run directory?)")
-        data[d] = _read_progress(progress)
-    available = sorted({k for cols in data.values() for k in cols})
+    if not dirs:
+        raise ProgressError("no run directories to plot")
+    data: dict[Path, Progress] = {d: read_progress(d) for d in dirs}
+    available = sorted({k for p in data.values() for k in p.columns})
     chosen = [k for pattern in keys for k in available if fnmatch.fnmatchcase(k, pattern)]
-    chosen = [k for k in dict.fromkeys(chosen) if any(np.isfinite(cols.get(k, [])).any() for cols in data.values())]
-    if not chosen:
-        raise ValueError(f"none of the keys {list(keys)} is in the runs' progress.csv; available: {', '.join(available)}")
-    x_key = next((k for k in x_keys if all(k in cols for cols in data.values())), None)
+    chosen = [k for k in dict.fromkeys(chosen) if any(p.has(k) for p in data.values())]
+    for d, p in data.items():
+        if not any(p.has(k) for k in chosen):
+            raise ProgressError(f"{p.path}: none of the keys {', '.join(keys)} is logged there (nor the keys older "
+                                f"runs logged them under); available: {', '.join(sorted(p.columns))}")
+    x_key = next((k for k in x_keys if all(p.has(k) for p in data.values())), None)
     labels = {d: _run_label(d) for d in data}
 
     ncols = min(3, len(chosen))
     nrows = math.ceil(len(chosen) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, chosen):
-        for (d, cols), color in zip(data.items(), _colors(len(data))):
-            if key not in cols:
+        for (d, p), color in zip(data.items(), _colors(len(data))):
+            if not p.has(key):
                 continue
-            y = cols[key]
-            xs = cols[x_key] if x_key else np.arange(len(y), dtype=float)
+            y = p.columns[key]
+            xs = p.columns[x_key] if x_key else np.arange(len(y), dtype=float)
             ok = np.isfinite(y) & np.isfinite(xs)
             ax.plot(xs[ok], y[ok], linewidth=1.4, color=color, label=labels[d])
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel({"time/total_env_steps": "environment steps (all tasks)", "time/iteration": "iteration"}.get(
-            x_key or "", x_key or "logged row"))
-        ax.set_ylabel(key.rsplit("/", 1)[-1].replace("_", " "))
+        xlabel = TRAINING_X_LABELS.get(x_key or "", x_key or "logged row")
+        legacy = sorted({p.sources[key] for p in data.values() if key in p.sources})
+        if legacy:  # say where an old run's line comes from (the key is not in its file), below the data
+            xlabel += "\n" + textwrap.fill(f"(older runs: read from {', '.join(legacy)})", 48)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(TRAINING_Y_LABELS.get(key, key.rsplit("/", 1)[-1].replace("_", " ")))
         ax.grid(True, alpha=0.3)
+        if key == SUCCESS_KEY:
+            ax.set_ylim(-0.02, 1.02)
     for ax in list(axes.flat)[len(chosen):]:
         ax.set_visible(False)
     _figure_legend(fig, axes)
