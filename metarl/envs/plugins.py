@@ -155,6 +155,10 @@ def check_recorded_spec(spec: str, *, source: str, recorded_plugins: Sequence[st
             raise EnvSpecError(
                 f"{source}: family {name!r} was registered by a script (__main__), which cannot be imported "
                 f"again; move the register({name!r}, ...) call into a module and pass --plugin MODULE")
+        raise EnvSpecError(
+            f"{source}: family {name!r} was registered from Python by module {code!r}, which you have not "
+            f"vouched for; metarl does not import modules named in a run directory on its own. If you trust "
+            f"it, pass --plugin {code} (or set {PLUGINS_ENV}={code}; from Python: plugins=[{code!r}])")
     if code is not None and code not in allowed:
         raise EnvSpecError(
             f"{source}: family {spec!r} runs code from module {code!r}, which you have not vouched for; "

@@ -27,6 +27,7 @@ from metarl.runs.checkpoint import (
     CheckpointError,
     capture_rng_state,
     find_latest,
+    load_agent_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -135,11 +136,14 @@ class Trainer:
         ckpt = load_checkpoint(latest)
         if ckpt.agent != self.agent.name:
             raise CheckpointError(f"{latest}: written by agent {ckpt.agent!r}, cannot resume {self.agent.name!r}")
-        self.agent.load_state_dict(ckpt.state["agent"])
-        self.iteration = int(ckpt.state["iteration"])
-        self._elapsed_s = float(ckpt.state["trainer"]["elapsed_s"])
-        self._env_steps = int(ckpt.state["trainer"]["env_steps"])
-        restore_rng_state(ckpt.state["rng"], self.generators)  # last: nothing may draw after
+        load_agent_state(self.agent, ckpt)
+        try:
+            self.iteration = int(ckpt.state["iteration"])
+            self._elapsed_s = float(ckpt.state["trainer"]["elapsed_s"])
+            self._env_steps = int(ckpt.state["trainer"]["env_steps"])
+            restore_rng_state(ckpt.state["rng"], self.generators)  # last: nothing may draw after
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{latest}: its trainer or RNG state is damaged: {type(exc).__name__}: {exc}") from None
         return latest
 
     # ------------------------------------------------------------------ loop
