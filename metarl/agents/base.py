@@ -42,6 +42,12 @@ class SamplingConfig:
     backend: str = param("serial", choices=["serial", "process", "ray"], help="rollout backend")
     workers: int | None = param(None, min=1, help="worker processes / Ray actors (null: one per core)")
     ray_address: str | None = param(None, help="join this Ray cluster (null: start a local one)")
+    # 60 s: a worker's batched step covers all its envs plus their auto-resets (a Meta-World reset
+    # is ~30 ms), so even hundreds of envs per worker stay far below it, while a hung env still
+    # ends the run (and a first SIGTERM with it) within a minute. See make_sampler(timeout=...).
+    step_timeout: float | None = param(60.0, min=0.0, exclusive_min=True,
+                                       help="seconds one batched env step or reset of a worker may take before "
+                                            "the run fails with an error naming the env (null: no limit)")
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,8 @@ class MetaAgent(ABC):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         sampling: SamplingConfig = config.sampling
-        self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address)
+        self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address,
+                                    timeout=sampling.step_timeout)
 
     def warm_start(self, source: str, load: Callable[[dict[str, Tensor]], Any], shape: str) -> None:
         """``init_from``: load another run's network (its checkpoint's ``agent.net``) with ``load``.

@@ -55,7 +55,7 @@ TIMEOUT_KEY = "sampling.step_timeout"
 
 
 class StepTimeout(Exception):
-    """Raised inside a stepper call when it overran its deadline (see :class:`~metarl.sampling.backend.Deadline`).
+    """Raised inside a stepper call when it overran its deadline (see :func:`~metarl.sampling.backend.call_within`).
 
     An ``Exception``, not a ``BaseException``, on purpose: the stepper's per-env
     handler then wraps it into an :class:`EnvFailure` that says which env slot,

@@ -8,11 +8,16 @@ message per worker per step says "go". Workers write results into the same
 block, so no arrays are pickled per step.
 
 Robustness: the driver waits on the pipes *and* on the process sentinels, so
-a worker killed from outside is reported at once (never a hang); an optional
-``timeout`` bounds a step. Any failure other than a clean env error, and any
-``KeyboardInterrupt``, tears all workers down; the next ``sample`` restarts them.
-Workers are daemonic and exit when the driver's pipe closes, so they never
-outlive the driver.
+a worker killed from outside is reported at once (never a hang). ``timeout``
+(``sampling.step_timeout``) bounds each step and reset: a worker interrupts
+its own hung env and reports which slot, task, episode and step it was; a
+worker that does not answer even then (stuck in native code) is killed by the
+driver after :func:`~metarl.sampling.backend.driver_wait`, and the error names
+it, the env slots and tasks it holds and the step. Any failure other than a
+clean env error, and any ``KeyboardInterrupt``, tears all workers down (hung
+ones are terminated at once); the next ``sample`` restarts them. Workers are
+daemonic and exit when the driver's pipe closes, so they never outlive the
+driver.
 """
 
 from __future__ import annotations
@@ -26,13 +31,21 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from metarl.envs import Task
-from metarl.sampling.backend import Backend, partition
+from metarl.sampling.backend import (
+    START_TIMEOUT,
+    Backend,
+    command_timeout,
+    describe_slots,
+    driver_wait,
+    hung_message,
+    partition,
+    timed_out_error,
+)
 from metarl.sampling.buffers import Layout, SharedBlock, StepBuffers
 from metarl.sampling.errors import RemoteFailure, SamplerError
 from metarl.sampling.worker import process_worker_main
 
-#: Seconds a fresh worker may take to import gymnasium/MuJoCo and build its family.
-START_TIMEOUT = 180.0
+RESTART = "all workers were stopped (the next sample call restarts them)"
 
 
 class ProcessBackend(Backend):
@@ -47,6 +60,9 @@ class ProcessBackend(Backend):
         self._shm: SharedBlock | None = None
         self._buf: StepBuffers | None = None
         self._ranges: list[tuple[int, int]] = []
+        self._tasks: list[Task] = []
+        self._labels: list[str] = []
+        self._steps = 0  # step calls since the last reset, for a hung worker's message
         self.pids: list[int] = []
         self._start()
 
@@ -55,7 +71,8 @@ class ProcessBackend(Backend):
         try:
             for i in range(self.workers):
                 parent, child = self._ctx.Pipe()
-                proc = self._ctx.Process(target=process_worker_main, args=(child, self.spec, i, self.horizon),
+                proc = self._ctx.Process(target=process_worker_main,
+                                         args=(child, self.spec, i, self.horizon, self.timeout),
                                          name=f"metarl-sampler-{i}", daemon=True)
                 proc.start()
                 child.close()
@@ -66,8 +83,14 @@ class ProcessBackend(Backend):
             self._shutdown()
             raise
 
-    def _shutdown(self) -> None:
-        """Stop every worker: ask, then terminate, then kill; never leaves a child behind."""
+    def _shutdown(self, hung: Sequence[int] = ()) -> None:
+        """Stop every worker: ask, then terminate, then kill; never leaves a child behind.
+
+        ``hung`` workers cannot read the request, so they are terminated at once rather
+        than after the polite wait.
+        """
+        for i in hung:
+            self._procs[i].terminate()
         for conn in self._conns:
             try:
                 conn.send(("close", ()))
@@ -105,8 +128,11 @@ class ProcessBackend(Backend):
         self._shutdown()
 
     # -- messaging ----------------------------------------------------------------
-    def _gather(self, timeout: float | None, what: str) -> list[Any]:
-        """Wait for one reply per worker; a dead worker or a timeout is an error, not a hang."""
+    def _gather(self, timeout: float | None, what: str, limit: float | None = None) -> list[Any]:
+        """Wait up to ``timeout`` s for one reply per worker; a dead or hung worker is an error, not a hang.
+
+        ``limit`` is the workers' own deadline for this command (None: they have none).
+        """
         pending = dict(enumerate(self._conns))
         sentinels = {proc.sentinel: i for i, proc in enumerate(self._procs)}
         results: list[Any] = [None] * len(self._conns)
@@ -117,10 +143,7 @@ class ProcessBackend(Backend):
             ready = wait([*pending.values(), *(p.sentinel for i, p in enumerate(self._procs) if i in pending)],
                          remaining)
             if not ready:
-                names = ", ".join(f"process worker {i} (pid {self._procs[i].pid})" for i in pending)
-                self._shutdown()
-                raise SamplerError(f"{names} did not answer within {timeout} s while {what}; "
-                                   "all workers were stopped (the next sample call restarts them)")
+                self._hung(list(pending), what, timeout, limit, failures)
             for obj in ready:
                 i = sentinels.get(obj) if not isinstance(obj, Connection) else self._conns.index(obj)
                 if i is None or i not in pending:
@@ -139,8 +162,34 @@ class ProcessBackend(Backend):
                     pass
                 self._died(i, what)
         if failures:
-            raise failures[0].to_error()
+            self._raise(failures, what, limit)
         return results
+
+    def _raise(self, failures: list[RemoteFailure], what: str, limit: float | None) -> None:
+        """The first worker report as a SamplerError; after a timeout (envs interrupted mid-call) stop all workers."""
+        timed_out = [f for f in failures if f.timed_out]
+        if not timed_out:
+            raise failures[0].to_error()
+        self._shutdown()
+        raise timed_out_error(timed_out[0], limit, what, RESTART)
+
+    def _hung(self, pending: list[int], what: str, waited: float | None, limit: float | None,
+              failures: list[RemoteFailure]) -> None:
+        """Workers that did not answer in time: kill them (and the rest), say which, where and what they hold."""
+        names = [f"process worker {i} (pid {self._procs[i].pid})" for i in pending]
+        if any(f.timed_out for f in failures):  # another worker's precise report came in: report that one
+            self._shutdown(hung=pending)
+            self._raise(failures, what, limit)
+        lines = [hung_message(name, waited, limit, what, self._steps, self._holds(i))
+                 for name, i in zip(names, pending, strict=True)]
+        self._shutdown(hung=pending)
+        raise SamplerError("; ".join(lines) + f"; {RESTART}", worker=names[0])
+
+    def _holds(self, i: int) -> str:
+        if i >= len(self._ranges):
+            return "no envs yet"
+        lo, hi = self._ranges[i]
+        return describe_slots(self._labels, self._tasks, lo, hi) if hi > lo else "no envs"
 
     def _died(self, i: int, what: str) -> None:
         proc = self._procs[i]
@@ -152,8 +201,7 @@ class ProcessBackend(Backend):
         hint = ("; its stderr shows why (with the 'spawn' start method a script that builds a sampler at "
                 "import time must guard it with `if __name__ == '__main__':`)") if what == "starting" else ""
         self._shutdown()
-        raise SamplerError(f"{name} {how} while {what}; all workers were stopped "
-                           f"(the next sample call restarts them){hint}", worker=name)
+        raise SamplerError(f"{name} {how} while {what}; {RESTART}{hint}", worker=name)
 
     def _send(self, messages: Sequence[tuple[str, tuple]], what: str) -> None:
         with self._stop_on_interrupt():
@@ -163,13 +211,16 @@ class ProcessBackend(Backend):
                 except OSError:  # broken pipe: the worker is gone
                     self._died(i, what)
 
-    def _receive(self, what: str, timeout: float | None) -> list[Any]:
+    def _receive(self, cmd: str, what: str) -> list[Any]:
+        """Replies to ``cmd``, waiting a little longer than the workers' own deadline for it."""
+        limit = command_timeout(cmd, self.timeout)
+        wait_s = driver_wait(limit) if limit is not None else (START_TIMEOUT if cmd == "configure" else None)
         with self._stop_on_interrupt():
-            return self._gather(timeout, what)
+            return self._gather(wait_s, what, limit)
 
-    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
+    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str) -> list[Any]:
         self._send(messages, what)
-        return self._receive(what, timeout)
+        return self._receive(messages[0][0], what)
 
     @contextlib.contextmanager
     def _stop_on_interrupt(self) -> Iterator[None]:
@@ -190,16 +241,19 @@ class ProcessBackend(Backend):
             self._shm = SharedBlock(create=True, size=max(layout.nbytes(), 64))
         self._buf = StepBuffers.allocate(layout, self._shm.buf)
         self._ranges = partition(len(tasks), self.workers)
+        self._tasks, self._labels = list(tasks), list(labels)
         msgs = [("configure", (list(tasks[lo:hi]), list(labels[lo:hi]), layout, lo, self._shm.name))
                 for lo, hi in self._ranges]
-        self._broadcast(msgs, "building envs", START_TIMEOUT if self.timeout is None else max(self.timeout, 60.0))
+        self._broadcast(msgs, "building envs")
         return self._buf
 
     def reset(self) -> None:
-        self._broadcast([("reset", ())] * self.workers, "resetting envs", self.timeout)
+        self._steps = 0
+        self._broadcast([("reset", ())] * self.workers, "resetting envs")
 
     def step_start(self) -> None:
         self._send([("step", ())] * self.workers, "stepping envs")
 
     def step_wait(self) -> None:
-        self._receive("stepping envs", self.timeout)
+        self._receive("step", "stepping envs")
+        self._steps += 1

@@ -10,6 +10,13 @@ a typo fails in seconds instead of Ray's long retry); without it, an already
 initialized Ray is reused, else a local cluster is started and shut down on
 ``close``. Actors are killed on ``close``, on any failure and on
 ``KeyboardInterrupt``.
+
+Step timeout (``timeout``, ``sampling.step_timeout``): actor methods run on
+the actor process's main thread, so each actor bounds its own calls exactly as
+a ``process`` worker does and reports the env slot, task, episode and step
+that hung; the driver waits :func:`~metarl.sampling.backend.driver_wait` on top
+and kills actors that still have not answered, naming them, their env slots
+and tasks, and the step.
 """
 
 from __future__ import annotations
@@ -21,26 +28,37 @@ from collections.abc import Sequence
 from typing import Any
 
 from metarl.envs import Task
-from metarl.sampling.backend import Backend, partition
+from metarl.sampling.backend import (
+    START_TIMEOUT,
+    Backend,
+    command_timeout,
+    describe_slots,
+    driver_wait,
+    hung_message,
+    partition,
+    timed_out_error,
+)
 from metarl.sampling.buffers import INPUTS, OUTPUTS, Layout, StepBuffers
 from metarl.sampling.errors import SamplerConfigError, SamplerError
-from metarl.sampling.process import START_TIMEOUT
 from metarl.sampling.worker import WorkerCore
 
 #: Seconds allowed for a TCP connection to ``ray_address`` before we call it unreachable.
 CONNECT_TIMEOUT = 3.0
 
+AFTERMATH = "all actors were killed (the next sample call starts new ones)"
+
 
 class RayWorker:
     """The actor class (wrapped with ``ray.remote`` at use, so importing this module needs no Ray)."""
 
-    def __init__(self, spec: str, index: int, horizon: int | None, sys_path: list[str]) -> None:
+    def __init__(self, spec: str, index: int, horizon: int | None, sys_path: list[str],
+                 timeout: float | None = None) -> None:
         # Plug-in families live in the driver's sys.path; make them importable here too.
         for path in reversed(sys_path):
             if path and path not in sys.path and os.path.isdir(path):
                 sys.path.insert(0, path)
         name = f"ray worker {index} (pid {os.getpid()} on {socket.gethostname()})"
-        self.core = WorkerCore(spec, name, horizon, shared=False)
+        self.core = WorkerCore(spec, name, horizon, shared=False, timeout=timeout)
 
     def call(self, cmd: str, *args: Any) -> tuple[str, Any]:
         return self.core.call(cmd, args)
@@ -102,6 +120,9 @@ class RayBackend(Backend):
                 f"workers <= {int(free // cpus_per_worker)}, or close other samplers first")
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(RayWorker)
         self._ranges: list[tuple[int, int]] = []
+        self._tasks: list[Task] = []
+        self._labels: list[str] = []
+        self._steps = 0  # step calls since the last reset, for a hung actor's message
         self._buf: StepBuffers | None = None
         self._pending: list[Any] = []
         self._start()
@@ -109,8 +130,9 @@ class RayBackend(Backend):
     # -- lifecycle ----------------------------------------------------------------
     def _start(self) -> None:
         path = [p for p in sys.path if p]
-        self._actors = [self._actor_cls.remote(self.spec, i, self.horizon, path) for i in range(self.workers)]
-        self.pids = self._call_all([("pid", ())] * self.workers, "starting", START_TIMEOUT)
+        self._actors = [self._actor_cls.remote(self.spec, i, self.horizon, path, self.timeout)
+                        for i in range(self.workers)]
+        self.pids = self._call_all([("pid", ())] * self.workers, "starting")
 
     def _kill_actors(self) -> None:
         for actor in self._actors:
@@ -129,8 +151,8 @@ class RayBackend(Backend):
             self._ray.shutdown()
             self._owns_ray = False
 
-    def _call_all(self, messages: Sequence[tuple[str, tuple]], what: str, timeout: float | None) -> list[Any]:
-        return self._get(self._submit(messages), what, timeout)
+    def _call_all(self, messages: Sequence[tuple[str, tuple]], what: str) -> list[Any]:
+        return self._get(self._submit(messages), messages[0][0], what)
 
     def _submit(self, messages: Sequence[tuple[str, tuple]]) -> list[Any]:
         try:
@@ -139,14 +161,18 @@ class RayBackend(Backend):
             self._kill_actors()
             raise
 
-    def _get(self, refs: list[Any], what: str, timeout: float | None) -> list[Any]:
+    def _get(self, refs: list[Any], cmd: str, what: str) -> list[Any]:
+        """Replies to ``cmd``, waiting a little longer than the actors' own deadline for it."""
         ray = self._ray
+        limit = command_timeout(cmd, self.timeout)
+        waited = driver_wait(limit) if limit is not None else (START_TIMEOUT if cmd in ("configure", "pid") else None)
         try:
-            replies = ray.get(refs, timeout=timeout)
-        except ray.exceptions.GetTimeoutError:
-            self._kill_actors()
-            raise SamplerError(f"ray workers did not answer within {timeout} s while {what}; all actors were "
-                               "killed (the next sample call starts new ones)") from None
+            _, late = ray.wait(refs, num_returns=len(refs), timeout=waited)
+            if late:
+                self._hung([refs.index(r) for r in late], what, waited, limit)
+            replies = ray.get(refs)
+        except SamplerError:
+            raise
         except ray.exceptions.RayActorError as exc:
             self._kill_actors()
             raise SamplerError(f"a ray worker died while {what}: {exc}; all actors were killed "
@@ -155,9 +181,22 @@ class RayBackend(Backend):
             self._kill_actors()
             raise
         failures = [payload for status, payload in replies if status != "ok"]
+        timed_out = [f for f in failures if f.timed_out]
+        if timed_out:  # envs interrupted mid-call: their state is unknown, start afresh
+            self._kill_actors()
+            raise timed_out_error(timed_out[0], limit, what, AFTERMATH)
         if failures:
             raise failures[0].to_error()
         return [payload for _, payload in replies]
+
+    def _hung(self, late: list[int], what: str, waited: float | None, limit: float | None) -> None:
+        """Actors that did not answer in time: kill them all; say which, at which step, holding which envs."""
+        names = [f"ray worker {i} (pid {self.pids[i]})" if i < len(self.pids) else f"ray worker {i}" for i in late]
+        holds = [describe_slots(self._labels, self._tasks, *self._ranges[i]) if i < len(self._ranges) else "no envs yet"
+                 for i in late]
+        self._kill_actors()
+        raise SamplerError("; ".join(hung_message(n, waited, limit, what, self._steps, h)
+                                     for n, h in zip(names, holds, strict=True)) + f"; {AFTERMATH}", worker=names[0])
 
     # -- backend contract ---------------------------------------------------------
     def configure(self, tasks: Sequence[Task], labels: Sequence[str], layout: Layout) -> StepBuffers:
@@ -165,14 +204,15 @@ class RayBackend(Backend):
             self._start()
         self._buf = StepBuffers.allocate(layout)
         self._ranges = partition(len(tasks), self.workers)
+        self._tasks, self._labels = list(tasks), list(labels)
         msgs = [("configure", (list(tasks[lo:hi]), list(labels[lo:hi]), layout, lo)) for lo, hi in self._ranges]
-        self._call_all(msgs, "building envs", START_TIMEOUT if self.timeout is None else max(self.timeout, 60.0))
+        self._call_all(msgs, "building envs")
         return self._buf
 
     def reset(self) -> None:
         b = self._buf
-        replies = self._call_all([("reset", (b.next_seed[lo:hi],)) for lo, hi in self._ranges],
-                                 "resetting envs", self.timeout)
+        self._steps = 0
+        replies = self._call_all([("reset", (b.next_seed[lo:hi],)) for lo, hi in self._ranges], "resetting envs")
         for (lo, hi), (obs,) in zip(self._ranges, replies, strict=True):
             b.obs[lo:hi] = obs
 
@@ -183,7 +223,8 @@ class RayBackend(Backend):
 
     def step_wait(self) -> None:
         b, refs, self._pending = self._buf, self._pending, []
-        replies = self._get(refs, "stepping envs", self.timeout)
+        replies = self._get(refs, "step", "stepping envs")
+        self._steps += 1
         for (lo, hi), outputs in zip(self._ranges, replies, strict=True):
             b.view(lo, hi).write(OUTPUTS, outputs)
 

@@ -308,8 +308,13 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
 
     ``workers``: worker processes (``process``, default one per core) or Ray
     actors (``ray``, default one per cluster CPU). ``ray_address`` joins an
-    existing cluster. ``timeout``: seconds a worker may take for one step before
-    the sampler gives up (``None``: wait as long as workers are alive).
+    existing cluster. ``timeout`` (``sampling.step_timeout`` in agent configs):
+    seconds one call into the envs may take (a batched reset or step of every
+    env one worker holds, auto-resets included; building envs gets at least
+    3 minutes) before ``sample`` raises a :class:`SamplerError` naming the
+    worker, env slot, task and step; ``None``: wait as long as workers are alive.
+    Every backend enforces it; see :func:`metarl.sampling.backend.call_within`
+    for what an in-process alarm cannot interrupt.
     ``max_episode_steps`` truncates episodes before the family's horizon.
     """
     if backend not in BACKENDS:
@@ -320,7 +325,8 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
                                  "allowed: ray_address only with backend='ray'")
     if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
         raise SamplerConfigError(f"max_episode_steps={max_episode_steps!r} is invalid; allowed: an integer >= 1")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not (timeout > 0 and math.isfinite(timeout))):
         raise SamplerConfigError(f"timeout={timeout!r} is invalid; allowed: seconds > 0, or None")
     fam = make_family(family) if isinstance(family, str) else family
     spec = family if isinstance(family, str) else fam.name
@@ -330,7 +336,7 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     if backend == "serial":
         from metarl.sampling.serial import SerialBackend
 
-        impl: Backend = SerialBackend(fam, max_episode_steps)
+        impl: Backend = SerialBackend(fam, max_episode_steps, timeout=timeout)
     elif backend == "process":
         from metarl.sampling.process import ProcessBackend
 

@@ -6,6 +6,12 @@ needs). Every command either returns ``("ok", result)`` or ``("err",
 RemoteFailure)``; exceptions never cross the process boundary as objects, so a
 user env raising an unpicklable exception still produces a readable error.
 
+A worker enforces the step timeout itself (:func:`~metarl.sampling.backend.call_within`
+around each command, on its main thread), so its report names the env slot,
+task, episode and step that hung. That also bounds a worker whose driver is
+gone: it does not hang forever in an env, it times out, finds the pipe closed
+and exits.
+
 This module imports no torch: workers only step envs, which keeps their start
 fast and their memory small.
 """
@@ -21,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from metarl.envs import Task, make_family
+from metarl.sampling.backend import call_within, command_timeout
 from metarl.sampling.buffers import INPUTS, Layout, SharedBlock, StepBuffers
 from metarl.sampling.errors import RemoteFailure
 from metarl.sampling.stepper import EnvStepper
@@ -32,17 +39,18 @@ class WorkerCore:
     ``shared=True`` (process backend): buffers are views into the driver's
     shared-memory block and ``step`` carries no data. ``shared=False`` (Ray):
     the core owns its buffers; ``step`` receives the inputs and returns the outputs.
+    ``timeout`` is the step timeout (:func:`~metarl.sampling.backend.command_timeout`).
     """
 
-    def __init__(self, spec: str, name: str, horizon: int | None, shared: bool) -> None:
-        self.name, self.shared = name, shared
+    def __init__(self, spec: str, name: str, horizon: int | None, shared: bool, timeout: float | None = None) -> None:
+        self.name, self.shared, self.timeout = name, shared, timeout
         self.stepper = EnvStepper(make_family(spec), name, horizon)
         self._shm: SharedBlock | None = None
         self._full: StepBuffers | None = None
 
     def call(self, cmd: str, args: Sequence[Any]) -> tuple[str, Any]:
         try:
-            return "ok", getattr(self, f"cmd_{cmd}")(*args)
+            return "ok", call_within(command_timeout(cmd, self.timeout), getattr(self, f"cmd_{cmd}"), *args)
         except Exception as exc:  # report every failure, whatever the env raised
             return "err", RemoteFailure.capture(self.name, exc)
 
@@ -87,7 +95,8 @@ class WorkerCore:
         self._drop_shm()
 
 
-def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | None) -> None:
+def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | None,
+                        timeout: float | None = None) -> None:
     """Entry point of a ``process``-backend worker: serve commands until told to stop or the driver goes.
 
     SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
@@ -97,7 +106,7 @@ def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name = f"process worker {index} (pid {os.getpid()})"
     try:
-        core = WorkerCore(spec, name, horizon, shared=True)
+        core = WorkerCore(spec, name, horizon, shared=True, timeout=timeout)
     except Exception as exc:
         conn.send(("err", RemoteFailure.capture(name, exc)))
         return
@@ -110,7 +119,11 @@ def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | 
                 break
             if cmd == "close":
                 break
-            conn.send(core.call(cmd, args))
+            reply = core.call(cmd, args)
+            try:
+                conn.send(reply)
+            except OSError:  # the driver is gone (e.g. it gave up on this worker): nobody to answer
+                break
     finally:
         core.close()
         conn.close()
