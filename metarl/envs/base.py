@@ -110,7 +110,10 @@ class TaskFamily(ABC):
     trial_episodes: int = 1
     #: One line for ``metarl envs``.
     description: str = ""
-    #: Whether envs report ``info["success"]`` (Meta-World); curves show success only then.
+    #: Optional: declare that the envs report ``info["success"]`` even in a batch where no step carried
+    #: the key (envs that add it only on a successful step), so such a batch scores 0 rather than NaN.
+    #: Not needed otherwise: whether envs report success is learned from their ``info``
+    #: (``Episodes.reports_success``). It can only turn reporting on; Meta-World families set it.
     has_success: bool = False
 
     @property

@@ -27,6 +27,12 @@ from metarl.evaluation.curves import CurveRow, curve_meta, write_curves
 from metarl.sampling import Episodes
 
 BASELINES = ("random", "ppo-scratch", "pretrained-finetune")
+#: What the curves of an agent whose rounds are trial episodes (RL²) say about its headline number.
+PER_TRIAL_DEFINITION = (
+    "return per trial of {episodes} episodes, the number RL² results report: for one (method, seed, task), the sum "
+    "of return_mean over rounds 0..{last} (round k = episode k of each of the parallel trials); see "
+    "metarl.evaluation.report.trial_totals"
+)
 
 
 def round_rows(method: str, run: str, family: str, split: str, seed: int, round: int, episodes: Episodes,
@@ -133,9 +139,11 @@ def evaluate_agent(
         if "ppo-scratch" in baselines:
             rows += ppo_scratch_baseline(family, tasks, budgets_of(mine), episodes_per_round, seed, run=run,
                                          progress=progress)
+    trials = agent.rounds_are_trial_episodes
+    extra = {"return_per_trial": PER_TRIAL_DEFINITION.format(episodes=rounds + 1, last=rounds)} if trials else {}
     meta = curve_meta(family.full_name, agent=agent.name, split=split, n_tasks=n_tasks, rounds=rounds,
                       episodes_per_round=episodes_per_round, seeds=list(seeds), baselines=list(baselines),
-                      round_definition="one more episode of the trial" if agent.rounds_are_trial_episodes
-                      else "one inner gradient step on fresh episodes")
+                      round_definition="one more episode of the trial" if trials
+                      else "one inner gradient step on fresh episodes", **extra)
     csv_path, json_path = write_curves(rows, out_dir, meta)
     return csv_path, json_path, rows

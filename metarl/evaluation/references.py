@@ -43,7 +43,7 @@ from metarl.envs.bandit import Bandit
 from metarl.envs.tabular import TabularMDP
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
 from metarl.evaluation.protocol import rows_from_rounds
-from metarl.evaluation.report import paired
+from metarl.evaluation.report import paired, trial_totals
 from metarl.evaluation.rollout import UniformActor
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
@@ -241,23 +241,11 @@ def score(spec: str, *, n_tasks: int = 100, trials: int = 4, seeds: Sequence[int
 
 
 def total_per_trial(rows: Sequence[CurveRow], method: str) -> float:
-    """Mean total reward per trial from curve rows: the sum over rounds of the per-round mean return."""
-    by_round: dict[int, list[float]] = {}
-    for r in rows:
-        if r.method == method:
-            by_round.setdefault(r.round, []).append(r.return_mean)
-    if not by_round:
+    """Mean total reward per trial from curve rows: the mean over tasks of :func:`trial_totals`."""
+    totals = trial_totals(rows, method)
+    if not totals:
         raise ValueError(f"no rows of method {method!r}")
-    return float(sum(np.mean(v) for v in by_round.values()))
-
-
-def per_task_totals(rows: Sequence[CurveRow], method: str) -> dict[tuple[int, int], float]:
-    """Total reward per trial of each (seed, task): the sum over rounds of that task's mean return."""
-    totals: dict[tuple[int, int], float] = {}
-    for r in rows:
-        if r.method == method:
-            totals[(r.seed, r.task)] = totals.get((r.seed, r.task), 0.0) + r.return_mean
-    return totals
+    return float(np.mean(list(totals.values())))
 
 
 def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[CurveRow], b: str) -> dict[str, float]:
@@ -267,7 +255,7 @@ def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[Curve
     whose best arm pays 0.99 against one whose pays 0.4) cancels; the unpaired error bars overlap
     long after the difference itself is clear.
     """
-    ta, tb = per_task_totals(rows_a, a), per_task_totals(rows_b, b)
+    ta, tb = trial_totals(rows_a, a), trial_totals(rows_b, b)
     diffs = np.array([ta[k] - tb[k] for k in ta if k in tb])
     if diffs.size < 2:
         raise ValueError(f"{a!r} and {b!r} share {diffs.size} scored tasks; a paired comparison needs 2 or more")

@@ -17,7 +17,7 @@ import numpy as np
 
 from metarl.evaluation.curves import CurveRow
 
-__all__ = ["Paired", "paired", "paired_by_round", "format_report", "shown_rounds"]
+__all__ = ["BUDGET_ROUNDS", "Paired", "format_report", "paired", "paired_by_round", "shown_rounds", "trial_totals"]
 
 
 class Paired(NamedTuple):
@@ -60,8 +60,63 @@ def shown_rounds(rounds: Sequence[int], most: int = 8) -> list[int]:
     return [rounds[i] for i in sorted(set(picks.tolist()))]
 
 
-def format_report(rows: Sequence[CurveRow], agent: str) -> str:
-    """Mean return per round for each method (env steps in brackets), then ``agent - other`` paired."""
+#: Methods whose rounds are training budgets, not episodes of a trial: no return per trial.
+BUDGET_ROUNDS = frozenset({"ppo-scratch"})
+
+
+def trial_totals(rows: Sequence[CurveRow], method: str) -> dict[tuple[int, int], float]:
+    """Return per trial of each (seed, task) of ``method``: the sum of its per-round means over rounds 0..R.
+
+    When rounds are the episodes of one trial (RL²), round ``k``'s mean is the mean over the
+    parallel trials of their ``k``-th episode, so the sum is the mean total of a trial. Cells
+    missing a round (of the method's 0..R) are left out rather than summed short.
+    """
+    cells: dict[tuple[int, int], dict[int, float]] = {}
+    for r in rows:
+        if r.method == method:
+            cells.setdefault((r.seed, r.task), {})[r.round] = r.return_mean
+    if not cells:
+        return {}
+    rounds = set(range(max(max(c) for c in cells.values()) + 1))
+    return {key: float(sum(c.values())) for key, c in cells.items() if set(c) == rounds}
+
+
+def _agent_rounds_are_trial_episodes(agent: str) -> bool:
+    """What the agent class registered under ``agent`` declares (``False`` for other names)."""
+    from metarl.agents import AGENTS, agent_class
+
+    return bool(getattr(agent_class(agent), "rounds_are_trial_episodes", False)) if agent in AGENTS else False
+
+
+def _per_trial_lines(rows: Sequence[CurveRow], agent: str, methods: Sequence[str], width: int) -> list[str]:
+    """The RL² headline: each method's mean return per trial, and ``agent - other`` per trial, paired."""
+    totals = {m: trial_totals(rows, m) for m in methods if m not in BUDGET_ROUNDS}
+    totals = {m: t for m, t in totals.items() if t}
+    if agent not in totals:
+        return []
+    episodes = max(r.round for r in rows if r.method == agent) + 1
+    lines = [f"return per trial (sum over the trial's {episodes} episodes; mean over {len(totals[agent])} test tasks)"]
+    lines += [f"{m:<{width}}{np.mean(list(t.values())):>20.2f}" for m, t in totals.items()]
+    others = [m for m in totals if m != agent]
+    if others:
+        lines.append(f"{agent} minus each baseline, per trial, paired over the same tasks (mean ± standard error)")
+        for m in others:
+            shared = [key for key in totals[agent] if key in totals[m]]
+            diff = paired(np.array([totals[agent][k] - totals[m][k] for k in shared])) if len(shared) >= 2 else None
+            lines.append(f"{m:<{width}}" + (f"{diff.mean:+.2f} ± {diff.stderr:.2f}" if diff else "-").rjust(20))
+    return lines
+
+
+def format_report(rows: Sequence[CurveRow], agent: str, per_trial: bool | None = None) -> str:
+    """Mean return per round for each method (env steps in brackets), then ``agent - other`` paired.
+
+    ``per_trial``: the rounds are the episodes of one trial (RL²; ``MetaAgent.rounds_are_trial_episodes``).
+    The report then opens with what every RL² table reports, the return per trial (the sum over the
+    trial's episodes) of each method and the paired differences in it, and keeps the per-episode
+    curve below. ``None`` (the default): as the agent class registered under ``agent`` declares.
+    """
+    if per_trial is None:
+        per_trial = _agent_rounds_are_trial_episodes(agent)
     methods = [agent] + sorted({r.method for r in rows} - {agent})
     rounds = shown_rounds([r.round for r in rows])
     width = max(len(m) for m in methods) + 2
@@ -69,8 +124,11 @@ def format_report(rows: Sequence[CurveRow], agent: str) -> str:
     groups: dict[tuple[str, int], list[CurveRow]] = {}
     for r in rows:
         groups.setdefault((r.method, r.round), []).append(r)
-    lines = [f"mean return per episode over {n_tasks} test tasks [env steps of adaptation]",
-             " " * width + "".join(f"{'round ' + str(k):>20}" for k in rounds)]
+    headline = _per_trial_lines(rows, agent, methods, width) if per_trial else []
+    lines = headline + [""] if headline else []
+    what = "episode k of the trial (round k)" if per_trial else "episode"
+    lines += [f"mean return per {what} over {n_tasks} test tasks [env steps of adaptation]",
+              " " * width + "".join(f"{'round ' + str(k):>20}" for k in rounds)]
     for m in methods:
         cells = [f"{np.mean([r.return_mean for r in got]):>10.2f} [{int(np.mean([r.env_steps for r in got])):>6}]"
                  if (got := groups.get((m, k))) else "-" for k in rounds]
