@@ -29,6 +29,7 @@ index order is shared across tasks, so every task sees exactly what its own PPO 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -82,7 +83,9 @@ class ReptilePPOConfig(CommonConfig):
     outer_lr: float = param(0.5, min=0.0, max=1.0, exclusive_min=True, help="Reptile outer step size eps")
     outer_lr_final: float | None = param(None, min=0.0, max=1.0,
                                          help="anneal eps linearly to this value (null: constant eps)")
-    anneal_iterations: int | None = param(None, min=1, help="iterations of the anneal (null: trainer.iterations)")
+    anneal_iterations: int | None = param(None, min=1, help="iterations of the anneal; set it so a resume with a "
+                                                            "new trainer.iterations keeps the schedule (null: the "
+                                                            "trainer.iterations the run was created with)")
     hidden_sizes: tuple[int, ...] = param((64, 64), min=1, help="policy and value MLP hidden layers")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     mean_init_scale: float = param(1.0, min=0.0, help="scale of the initial action-mean layer (SB3 uses ~0.01)")
@@ -119,7 +122,10 @@ def reptile_step(meta: Mapping[str, Tensor], adapted: Mapping[str, Tensor], step
 
 
 def annealed(start: float, final: float | None, it: int, horizon: int) -> float:
-    """Reptile's linearly annealed outer step size (``final=None``: constant ``start``)."""
+    """Reptile's linearly annealed outer step size (``final=None``: constant ``start``).
+
+    ``horizon`` must not depend on anything a resume may change: see :meth:`ReptilePPO.anneal_horizon`.
+    """
     if final is None:
         return start
     frac = min(it / horizon, 1.0)
@@ -254,6 +260,19 @@ class ReptilePPO(MetaAgent):
         self.inner = InnerPPO(policy, value_fn, config)
         # Joint mode's optimizer over the shared theta; Reptile's outer step needs no state.
         self.outer_opt: AdamState | None = None
+        # What anneal_iterations=null stands for: the budget at run creation, checkpointed (see anneal_horizon).
+        self.created_iterations = config.trainer.iterations
+
+    def anneal_horizon(self) -> int:
+        """Iterations over which eps anneals: ``anneal_iterations``, else the run's budget *at creation*.
+
+        Never the current ``trainer.iterations``: ``--resume --iterations 4`` changes that, and a
+        schedule stretched mid-run would make "2 iterations, then resume to 4" differ from "4 straight".
+        The creation budget travels in the checkpoint (``state_dict``); checkpoints from before it
+        did fall back to the current budget, as they always did. The shipped defaults set
+        ``anneal_iterations``, so their schedule is the same whatever the budget.
+        """
+        return self.config.anneal_iterations or self.created_iterations
 
     # -- the algorithm --------------------------------------------------------------------
     def meta_params(self) -> Params:
@@ -307,7 +326,7 @@ class ReptilePPO(MetaAgent):
         else:
             adapted = {k: v.clone() for k, v in replicate_params(theta, len(tasks)).items()}
             adapted, _, metrics, steps = self.inner_loop(tasks, adapted, adam_init(adapted), updates=cfg.inner_updates)
-            step_size = annealed(cfg.outer_lr, cfg.outer_lr_final, it, cfg.anneal_iterations or cfg.trainer.iterations)
+            step_size = annealed(cfg.outer_lr, cfg.outer_lr_final, it, self.anneal_horizon())
             new_theta = reptile_step(theta, adapted, step_size)
             metrics["outer_lr"] = step_size
         load_params_(self.net, new_theta)
@@ -335,7 +354,7 @@ class ReptilePPO(MetaAgent):
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                                 "rng": self.rng.bit_generator.state}
+                                 "rng": self.rng.bit_generator.state, "created_iterations": self.created_iterations}
         if self.outer_opt is not None:
             state["outer_opt"] = {"step": self.outer_opt.step,
                                   "exp_avg": {k: v.cpu() for k, v in self.outer_opt.exp_avg.items()},
@@ -345,7 +364,20 @@ class ReptilePPO(MetaAgent):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
         self.rng.bit_generator.state = state["rng"]
+        self.created_iterations = int(state.get("created_iterations", self.created_iterations))
+        self._warn_if_anneal_ends_early()
         opt = state.get("outer_opt")
         self.outer_opt = None if opt is None else AdamState(
             int(opt["step"]), {k: v.to(self.device) for k, v in opt["exp_avg"].items()},
             {k: v.to(self.device) for k, v in opt["exp_avg_sq"].items()})
+
+    def _warn_if_anneal_ends_early(self) -> None:
+        """A resume past the budget a run was created with, under ``anneal_iterations: null``, spends the
+        extra iterations at ``outer_lr_final``; say so, since with the default final eps of 0 they learn nothing."""
+        cfg = self.config
+        if (cfg.meta_update == "reptile" and cfg.outer_lr_final is not None and cfg.anneal_iterations is None
+                and self.created_iterations < cfg.trainer.iterations):
+            warnings.warn(f"anneal_iterations is null, so eps anneals over the {self.created_iterations} iterations "
+                          f"this run was created with: iterations {self.created_iterations}.."
+                          f"{cfg.trainer.iterations - 1} run at outer_lr_final={cfg.outer_lr_final:g}; set "
+                          "anneal_iterations for another schedule", UserWarning, stacklevel=2)
