@@ -17,6 +17,7 @@ as YAML scalars (``5`` is an int, ``true`` a bool). ``extra_kwargs`` (from
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
@@ -53,8 +54,23 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, raw = part.partition("=")
         if not eq or not key:
             raise EnvSpecError(f"bad parameter {part!r} in {spec!r}; write key=value pairs joined by '&'")
-        params[key] = raw if ".." in raw or "|" in raw else yaml.safe_load(raw)
+        params[key] = raw if ".." in raw or "|" in raw else _scalar(raw, key, spec)
     return name, params
+
+
+def _scalar(raw: str, key: str, spec: str) -> Any:
+    """A parameter value read as a YAML scalar (``5``, ``2.5``, ``true``); anything else is refused."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise EnvSpecError(f"bad value {raw!r} for {key!r} in {spec!r}; allowed: a number, true/false or a "
+                           "plain word (quote nothing)") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EnvSpecError(f"bad value {raw!r} for {key!r} in {spec!r}; allowed: a finite number")
+    if isinstance(value, (list, dict)) or (value is not None and not isinstance(value, (str, int, float, bool))):
+        raise EnvSpecError(f"bad value {raw!r} for {key!r} in {spec!r}; allowed: a number, true/false or a plain "
+                           "word (lists go in --env-kwargs as JSON)")
+    return value
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
