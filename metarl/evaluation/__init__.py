@@ -29,7 +29,15 @@ from metarl.evaluation.curves import (
     validate_rows,
     write_curves,
 )
-from metarl.evaluation.rollout import EpisodeResult, episode_seeds, run_episode, run_episodes
+from metarl.evaluation.metrics import LEGACY_KEYS, SHARED_KEYS, Progress, ProgressError, read_progress
+from metarl.evaluation.rollout import (
+    EpisodeResult,
+    FunctionActor,
+    UniformActor,
+    episode_seeds,
+    run_episode,
+    run_episodes,
+)
 from metarl.evaluation.stats import Summary, aggregate, bootstrap_ci, iqm, stratified_bootstrap_ci, write_summary_csv
 
 _LAZY = {
@@ -41,8 +49,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "COLUMNS", "SCHEMA_VERSION", "CurveRow", "CurveSchemaError", "CurveSet", "EpisodeResult", "Summary",
-    "aggregate", "bootstrap_ci", "curve_meta", "episode_seeds", "iqm", "read_curves", "read_many",
+    "COLUMNS", "LEGACY_KEYS", "SCHEMA_VERSION", "SHARED_KEYS", "CurveRow", "CurveSchemaError", "CurveSet",
+    "EpisodeResult", "FunctionActor", "Progress", "ProgressError", "Summary", "UniformActor", "aggregate",
+    "bootstrap_ci", "curve_meta", "episode_seeds", "iqm", "read_curves", "read_many", "read_progress",
     "run_episode", "run_episodes", "stratified_bootstrap_ci", "validate_rows", "write_curves",
     "write_summary_csv", *_LAZY,
 ]

@@ -43,7 +43,7 @@ from metarl.envs import Task, TaskFamily
 from metarl.evaluation.curves import CurveRow
 from metarl.evaluation.protocol import round_rows, rows_from_rounds
 from metarl.evaluation.rollout import FunctionActor, UniformActor, episode_seeds
-from metarl.sampling import make_sampler
+from metarl.sampling import Sampler, make_sampler
 from metarl.sampling.actor import Actor
 
 __all__ = ["policy_baseline", "ppo_rollout_size", "ppo_scratch_baseline", "random_baseline"]
@@ -66,6 +66,7 @@ def policy_baseline(
     method: str,
     run: str | None = None,
     parallel_trials: bool = False,
+    sampler: Sampler | None = None,
 ) -> list[CurveRow]:
     """Score a fixed (non-learning) actor on each task for rounds ``0..rounds``.
 
@@ -77,22 +78,23 @@ def policy_baseline(
     its episodes. ``parallel_trials`` counts as
     :func:`~metarl.evaluation.protocol.rows_from_rounds` does for RL²: a round's episodes
     are separate trials, so one trial's steps (their mean). It changes the counting only:
-    the episodes are the same either way.
+    the episodes are the same either way. ``sampler``: collect on this one (the agent's, which
+    already holds envs for this batch shape on its backend); default: a serial one of its own.
     """
     _check_counts(rounds=rounds, episodes_per_round=episodes_per_round)
-    with make_sampler(family, "serial") as sampler:
-        episodes = [sampler.sample(tasks, actor, episodes_per_round, seed=seed + k) for k in range(rounds + 1)]
+    with contextlib.nullcontext(sampler) if sampler is not None else make_sampler(family, "serial") as collector:
+        episodes = [collector.sample(tasks, actor, episodes_per_round, seed=seed + k) for k in range(rounds + 1)]
     return rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed, episodes,
                             parallel_trials=parallel_trials)
 
 
 def random_baseline(
     family: TaskFamily, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int, run: str | None = None,
-    parallel_trials: bool = False,
+    parallel_trials: bool = False, sampler: Sampler | None = None,
 ) -> list[CurveRow]:
     """``random``: uniform random actions; the floor every method must clear."""
     return policy_baseline(family, tasks, rounds, episodes_per_round, seed, UniformActor(family.action_space),
-                           "random", run, parallel_trials=parallel_trials)
+                           "random", run, parallel_trials=parallel_trials, sampler=sampler)
 
 
 def _check_counts(**counts: int) -> None:

@@ -132,7 +132,7 @@ def evaluate_agent(
         rows += mine
         if "random" in baselines:
             rows += random_baseline(family, tasks, rounds, episodes_per_round, seed, run=run,
-                                    parallel_trials=agent.rounds_are_trial_episodes)
+                                    parallel_trials=agent.rounds_are_trial_episodes, sampler=agent.sampler)
         if "pretrained-finetune" in baselines:
             rows += agent_rows(pretrained, tasks, method="pretrained-finetune", run=run, split=split, seed=seed,
                                rounds=rounds, episodes_per_round=episodes_per_round)
