@@ -135,5 +135,5 @@ def test_show_config_lists_resolved_keys_with_help(capsys):
     assert main(["train", "maml-trpo", "--env", "point-nav", "--show-config", "--set", "inner_lr=0.2"]) == 0
     out = capsys.readouterr().out
     assert "inner_lr = 0.2    # inner step size alpha" in out
-    assert "hidden_sizes = [100, 100]" in out  # from experiments/configs/maml-trpo/point-nav.yaml
+    assert "hidden_sizes = [100, 100]" in out  # from metarl/defaults/maml-trpo/point-nav.yaml
     assert "trainer.iterations = 100" in out

@@ -1,8 +1,10 @@
 """Speed benchmarks run by `metarl bench <name>`, outside the test suite.
 
 Every bench takes the same ``--out FOLDER`` and writes ``bench_<name>.md`` and ``.json`` there
-(default: ``experiments/results``, where the committed figures live). A ``--quick`` smoke run
-writes nothing unless ``--out`` is given, so trying a bench never overwrites committed results.
+(default: ``experiments/results`` under the current folder, where a checkout keeps the committed
+figures; an installed metarl run elsewhere asks for ``--out`` instead of writing into its own
+install). A ``--quick`` smoke run writes nothing unless ``--out`` is given, so trying a bench never
+overwrites committed results.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
+from metarl.errors import UsageError
+
+RESULTS = Path("experiments") / "results"
 
 
 def add_out_argument(parser: argparse.ArgumentParser, name: str) -> None:
     """``--out FOLDER`` and ``--quick``, with the same meaning in every bench."""
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"folder for {name}.md/.json (default {RESULTS}; with --quick, nothing is written "
-                             "unless --out is given)")
+                        help=f"folder for {name}.md/.json (default ./{RESULTS} when it exists; with --quick, "
+                             "nothing is written unless --out is given)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
 
 
@@ -27,7 +31,12 @@ def out_folder(args: argparse.Namespace) -> Path | None:
     """Where this run's report goes: ``--out``, else the committed results unless it is a smoke run."""
     if args.out is not None:
         return Path(args.out)
-    return None if args.quick else RESULTS
+    if args.quick:
+        return None
+    if not RESULTS.is_dir():
+        raise UsageError(f"no ./{RESULTS} folder here (run from a metarl checkout to update the committed "
+                         "figures); allowed: --out FOLDER")
+    return RESULTS
 
 
 def write_report(folder: Path | None, name: str, markdown: str, payload: Any) -> None:
