@@ -1,10 +1,17 @@
 """Metrics to stdout, ``progress.csv`` and TensorBoard, plus a progress bar.
 
 Built on stable-baselines3's ``Logger`` (users know its stdout table and its
-TensorBoard output) with one replacement: SB3's ``CSVOutputFormat`` opens
+TensorBoard output) with two replacements: SB3's ``CSVOutputFormat`` opens
 ``progress.csv`` with ``"w+"``, which would wipe the history of a resumed run.
 :class:`AppendingCSVOutputFormat` appends, keeps the existing header, and
 only rewrites the file (atomically) when a new metric key first appears.
+
+A run that crashed logged iterations past its last checkpoint, and the resumed
+run logs them again. So a :class:`RunLogger` opened with ``resume_after=k``
+(the checkpoint's iteration) first cuts ``progress.csv`` back to the rows of
+iterations ``<= k``, and writes TensorBoard events through
+:class:`PurgingTensorBoardOutputFormat`, whose first event tells TensorBoard to
+discard the steps ``> k`` that earlier event files hold.
 
 Key convention (namespaces keep TensorBoard and the stdout table grouped):
 ``train/...`` for the outer loop, ``adapt/round_<k>/<metric>`` for returns
@@ -19,7 +26,7 @@ import io
 import numbers
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +35,7 @@ from stable_baselines3.common.logger import (
     HumanOutputFormat,
     KVWriter,
     Logger,
-    configure,
+    TensorBoardOutputFormat,
     filter_excluded_keys,
 )
 from tqdm import tqdm
@@ -36,12 +43,15 @@ from tqdm import tqdm
 __all__ = [
     "AppendingCSVOutputFormat",
     "ProgressBar",
+    "PurgingTensorBoardOutputFormat",
     "RunLogger",
     "adapt_key",
     "namespaced",
 ]
 
 PROGRESS_CSV = "progress.csv"
+#: The column holding a row's step (the trainer logs each iteration at step = its ``time/iteration``).
+STEP_KEY = "time/iteration"
 
 
 def adapt_key(round_k: int, metric: str = "return") -> str:
@@ -59,12 +69,14 @@ class AppendingCSVOutputFormat(KVWriter):
 
     The header is read back on open, so a resumed run writes rows with the
     same columns in the same order; rows from before the interruption are
-    never rewritten except to widen the header when a new key appears.
-    A partial last line (the process died mid-write) is dropped, since it
-    would otherwise be glued to the next row.
+    never rewritten except to widen the header when a new key appears, or
+    to drop, with ``keep_through=k``, the rows whose ``time/iteration`` is
+    above ``k``: what a crashed run logged after its last checkpoint, which
+    the resumed run logs again. A partial last line (the process died
+    mid-write) is dropped, since it would otherwise be glued to the next row.
     """
 
-    def __init__(self, filename: str | Path):
+    def __init__(self, filename: str | Path, keep_through: int | None = None):
         self.path = Path(filename)
         self.keys: list[str] = []
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -72,6 +84,8 @@ class AppendingCSVOutputFormat(KVWriter):
             with self.path.open(newline="") as f:
                 header = next(csv.reader(f), [])
             self.keys = list(header)
+            if keep_through is not None:
+                self._cut_after(keep_through)
         self.file: TextIO = self.path.open("a", newline="")
 
     def _drop_partial_last_line(self) -> None:
@@ -80,11 +94,12 @@ class AppendingCSVOutputFormat(KVWriter):
             if not data.endswith(b"\n"):
                 f.truncate(data.rfind(b"\n") + 1)
 
-    def _widen_header(self, extra: list[str]) -> None:
-        self.file.close()
+    def _rows(self) -> list[list[str]]:
         with self.path.open(newline="") as f:
-            rows = list(csv.reader(f))[1:]
-        self.keys.extend(extra)
+            return list(csv.reader(f))[1:]
+
+    def _rewrite(self, rows: Iterable[list[str]]) -> None:
+        """Header plus ``rows`` into a temp file, then ``os.replace``: a crash leaves the old or the new file."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with tmp.open("w", newline="") as f:
             writer = csv.writer(f)
@@ -93,6 +108,29 @@ class AppendingCSVOutputFormat(KVWriter):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+    def _cut_after(self, step: int) -> None:
+        """Drop rows whose ``time/iteration`` is above ``step``; rows without a readable one are kept."""
+        if STEP_KEY not in self.keys:
+            return
+        col = self.keys.index(STEP_KEY)
+
+        def orphan(row: list[str]) -> bool:
+            try:
+                return float(row[col]) > step
+            except (IndexError, ValueError):
+                return False
+
+        rows = self._rows()
+        kept = [row for row in rows if not orphan(row)]
+        if len(kept) < len(rows):
+            self._rewrite(kept)
+
+    def _widen_header(self, extra: list[str]) -> None:
+        self.file.close()
+        rows = self._rows()
+        self.keys.extend(extra)
+        self._rewrite(rows)
         self.file = self.path.open("a", newline="")
 
     def write(
@@ -133,8 +171,30 @@ class _TqdmStream(io.TextIOBase):
         sys.stdout.flush()
 
 
+class PurgingTensorBoardOutputFormat(TensorBoardOutputFormat):
+    """SB3's TensorBoard writer, told where a resumed run restarts.
+
+    With ``purge_step=s`` torch's ``SummaryWriter`` starts its event file with a
+    session-start event at step ``s``; TensorBoard then discards the events at
+    steps ``>= s`` that earlier event files of the folder hold, so the
+    iterations a crash logged twice show once (the re-run's values). SB3 builds
+    its writer without that option, hence this subclass.
+    """
+
+    def __init__(self, folder: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # SB3 imports it the same way, lazily
+
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+        self._is_closed = False
+
+
 class RunLogger:
-    """SB3 logger writing to a run directory; one ``log(metrics, step)`` per iteration."""
+    """SB3 logger writing to a run directory; one ``log(metrics, step)`` per iteration.
+
+    ``resume_after``: the iteration the run (re)starts from, e.g. its checkpoint's. Rows and
+    events a crashed earlier attempt logged for later iterations are dropped (see the module
+    docstring), so every iteration is recorded once. ``None`` keeps everything.
+    """
 
     def __init__(
         self,
@@ -143,13 +203,19 @@ class RunLogger:
         stdout: bool = True,
         csv: bool = True,
         tensorboard: bool = True,
+        resume_after: int | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.sb3: Logger = configure(str(self.folder), ["tensorboard"] if tensorboard else [])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sb3 = Logger(folder=str(self.folder), output_formats=[])
+        if tensorboard:
+            earlier = any(self.folder.glob("events.out.tfevents.*"))
+            purge = resume_after + 1 if resume_after is not None and earlier else None
+            self.sb3.output_formats.append(PurgingTensorBoardOutputFormat(self.folder, purge_step=purge))
         if stdout:
             self.sb3.output_formats.append(HumanOutputFormat(_TqdmStream()))
         if csv:
-            self.sb3.output_formats.append(AppendingCSVOutputFormat(self.folder / PROGRESS_CSV))
+            self.sb3.output_formats.append(AppendingCSVOutputFormat(self.folder / PROGRESS_CSV, resume_after))
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         """Record namespaced ``metrics`` and write one row/event at ``step``."""

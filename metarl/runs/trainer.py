@@ -10,6 +10,18 @@ restored last so nothing consumes randomness in between.
 Iterations are counted as *completed* iterations: ``checkpoints/iter_000010``
 was written after iterations 0..9 ran, and resuming from it calls
 ``train_iteration(10)`` next.
+
+Each iteration is logged before it is checkpointed (a crash in between must
+not leave a checkpoint whose metrics were never written), so a crashed run may
+have logged iterations past its last checkpoint; the resumed run cuts
+``progress.csv`` and TensorBoard back to the checkpoint before it re-runs them
+(:class:`~metarl.runs.logger.RunLogger` ``resume_after``).
+
+Failures inside an iteration (a ``SamplerError`` after a hung env's step
+timeout, a NaN, an env crash) are not caught here: they end the run, and the
+last periodic checkpoint is where ``--resume`` continues. That is also how a
+SIGTERM reaches a run whose env hangs: the flag it sets is checked between
+iterations, and the step timeout ends the hung iteration.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from metarl.runs.checkpoint import (
 )
 from metarl.runs.config import param
 from metarl.runs.interrupt import EXIT_INTERRUPTED, EXIT_OK, GracefulInterrupt
-from metarl.runs.logger import ProgressBar, RunLogger, namespaced
+from metarl.runs.logger import STEP_KEY, ProgressBar, RunLogger, namespaced
 from metarl.runs.rundir import RunDir, resume_command
 
 __all__ = ["ENV_STEPS_KEY", "Agent", "TrainResult", "Trainer", "TrainerConfig"]
@@ -154,7 +166,7 @@ class Trainer:
         duration = time.perf_counter() - start
         self.iteration += 1
         self._elapsed_s += duration
-        metrics["time/iteration"] = self.iteration
+        metrics[STEP_KEY] = self.iteration
         metrics["time/iteration_s"] = duration
         metrics["time/elapsed_s"] = self._elapsed_s
         if ENV_STEPS_KEY in metrics:
@@ -176,7 +188,10 @@ class Trainer:
             )
         last_saved: Path | None = None
         saved_at = self.iteration if resume else -1
-        logger = RunLogger(self.run_dir.path, stdout=cfg.stdout, tensorboard=cfg.tensorboard)
+        # From the iteration the run starts at: a fresh run (0) in a directory a crashed attempt
+        # left without checkpoints drops that attempt's rows too.
+        logger = RunLogger(self.run_dir.path, stdout=cfg.stdout, tensorboard=cfg.tensorboard,
+                           resume_after=self.iteration)
         bar = ProgressBar(cfg.iterations, self.iteration, enabled=cfg.progress, desc=self.agent.name)
         with GracefulInterrupt() as stop, logger:
             try:
