@@ -1,0 +1,82 @@
+"""Ctrl-C (and SIGTERM) during a command: exit 130, no traceback, no sampler worker left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import METARL, metarl, user_env
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``, read from /proc (no psutil needed)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: int = 2) -> tuple[int, str, list[int]]:
+    proc = subprocess.Popen([str(METARL), *argv], cwd=cwd, env=user_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    kids: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        kids = _children(proc.pid)
+        if len(kids) >= workers:
+            time.sleep(1.0)  # let them get to work
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the command ended before its workers started"
+    kids = _children(proc.pid)
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C reaches the process group
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, kids
+
+
+@pytest.fixture(scope="module")
+def process_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("interrupt")
+    r = metarl("train", "maml-trpo", "--env", "point-nav", "--run-dir", "run", "--iterations", "1", "--set",
+               "meta_batch_size=4", "--set", "episodes_per_task=4", "--sampler", "process", "--workers", "2",
+               "--no-progress", "--set", "trainer.stdout=false", cwd=root)
+    assert r.code == 0, r.err
+    return root
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_evaluate_interrupted(process_run, sig):
+    code, err, kids = _interrupt_when_workers_run(
+        ["evaluate", "run", "--tasks", "40", "--rounds", "3", "--episodes", "40", "--no-progress", "--out", "ev"],
+        process_run, sig)
+    assert code == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    time.sleep(0.5)
+    assert kids and not [k for k in kids if _alive(k)], "sampler workers outlived the command"
+
+
+def test_train_interrupted_checkpoints_and_leaves_no_workers(process_run):
+    code, err, kids = _interrupt_when_workers_run(
+        ["train", "--resume", "run", "--iterations", "1000", "--no-progress"], process_run, signal.SIGINT)
+    assert code == 130, err
+    assert "Traceback" not in err and "Resume with" in err
+    time.sleep(0.5)
+    assert kids and not [k for k in kids if _alive(k)]
