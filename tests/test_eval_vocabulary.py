@@ -130,3 +130,14 @@ def test_shared_keys_are_the_default_plot() -> None:
     from metarl.evaluation.plots import DEFAULT_TRAINING_KEYS
 
     assert DEFAULT_TRAINING_KEYS == SHARED_KEYS == ("train/return", "train/success")
+
+
+def test_runs_of_one_agent_env_and_seed_keep_a_legend_entry_each(tmp_path: Path) -> None:
+    a = _progress(tmp_path / "a", "rl2", {"train/return": [1.0, 2.0], "time/total_env_steps": [1.0, 2.0]})
+    b = _progress(tmp_path / "b", "rl2", {"train/trial_return": [3.0, 4.0], "time/total_env_steps": [1.0, 2.0]})
+    c = _progress(tmp_path, "sweep-point", {"train/return": [5.0, 6.0], "time/total_env_steps": [1.0, 2.0]})
+    fig = plot_training([a, b, c])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(set(labels)) == 3 and all(label.startswith("rl2 · point-nav · seed 0 (") for label in labels[:2])
+    assert labels[2] == "sweep-point · point-nav · seed 0"  # a run alone with its label keeps it short
+    assert str(a) in labels[0] and str(b) in labels[1]  # both folders are named "rl2": their paths tell them apart

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -170,6 +171,19 @@ def _run_label(run_dir: Path) -> str:
         return run_dir.name
 
 
+def _run_labels(dirs: Sequence[Path]) -> dict[Path, str]:
+    """One distinct label per run: runs of the same agent, env and seed (a sweep) add their folder name
+    (their path, where the names are alike too).
+
+    The legend has one entry per label, so two runs sharing one would leave a line unnamed.
+    """
+    labels = {d: _run_label(d) for d in dirs}
+    counts = Counter(labels.values())
+    names = Counter((label, d.name) for d, label in labels.items())
+    return {d: label if counts[label] == 1 else f"{label} ({d.name if names[label, d.name] == 1 else d})"
+            for d, label in labels.items()}
+
+
 def plot_training(
     run_dirs: str | Path | Sequence[str | Path],
     out_png: str | Path | None = None,
@@ -200,7 +214,7 @@ def plot_training(
             raise ProgressError(f"{p.path}: none of the keys {', '.join(keys)} is logged there (nor the keys older "
                                 f"runs logged them under); available: {', '.join(sorted(p.columns))}")
     x_key = next((k for k in x_keys if all(p.has(k) for p in data.values())), None)
-    labels = {d: _run_label(d) for d in data}
+    labels = _run_labels(list(data))
 
     ncols = min(3, len(chosen))
     nrows = math.ceil(len(chosen) / ncols)
