@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from metarl.core import TaskBatch, linear_baseline_advantages
-from metarl.envs import Task, TaskFamily, make_family
+from metarl.envs import EnvSpecError, Task, TaskFamily, make_family
 from metarl.nn.policy import Policy
 from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, load_checkpoint, param
 from metarl.sampling import Episodes, make_sampler
@@ -76,8 +76,11 @@ class CommonConfig:
 def space_dims(space: gym.Space) -> tuple[int, bool]:
     """``(size, discrete)`` of a space the agents' flat policies can read or emit."""
     if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
-        raise ValueError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
-    return sampling_space_dims(space)
+        raise EnvSpecError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
+    try:
+        return sampling_space_dims(space)
+    except TypeError as exc:
+        raise EnvSpecError(f"{exc}; metarl agents handle Discrete and 1-D Box spaces") from None
 
 
 class PolicyActor:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import yaml
 
 from metarl.envs.base import EnvSpecError, TaskFamily, suggest
@@ -125,6 +127,9 @@ def _load_path(path: str) -> Factory:
 
 
 def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
+    if not callable(factory):
+        raise EnvSpecError(f"{origin}: {factory!r} is a {type(factory).__name__}, not callable; allowed: a "
+                           "function or class that returns a metarl.envs.TaskFamily")
     try:
         sig = inspect.signature(factory)
     except ValueError:
@@ -147,7 +152,23 @@ def _call(factory: Factory, origin: str, params: dict[str, Any]) -> TaskFamily:
             f"{origin} returned {type(family).__name__}, not a metarl.envs.TaskFamily; "
             "a factory must return a TaskFamily subclass instance"
         )
+    _check_family(family, origin)
     return family
+
+
+def _check_family(family: TaskFamily, origin: str) -> None:
+    """What the sampler relies on, checked once here so a broken plug-in fails by name, not mid-rollout."""
+    for attr in ("horizon", "trial_episodes"):
+        value = getattr(family, attr, None)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise EnvSpecError(f"{origin}: family attribute {attr}={value!r} is invalid; allowed: an integer >= 1")
+    for attr in ("observation_space", "action_space"):
+        try:
+            space = getattr(family, attr)
+        except Exception as exc:  # a property of the user's family that raises
+            raise EnvSpecError(f"{origin}: reading {attr} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(space, gym.spaces.Space):
+            raise EnvSpecError(f"{origin}: {attr} is a {type(space).__name__}; allowed: a gymnasium.spaces.Space")
 
 
 def with_params(spec: str, params: dict[str, Any]) -> str:

@@ -291,9 +291,16 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path}: missing; the checkpoint is incomplete") from exc
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{meta_path}: unreadable or corrupt JSON: {exc}") from exc
-    for key in ("sha256", "iteration", "agent"):
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    for key, kind in (("sha256", str), ("iteration", int), ("agent", str)):
         if key not in meta:
             raise CheckpointError(f"{meta_path}: missing field '{key}'")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise CheckpointError(f"{meta_path}: field '{key}' is {meta[key]!r}; allowed: a {kind.__name__}")
+    state_file = meta.get("state_file", STATE_FILE)
+    if not isinstance(state_file, str) or Path(state_file).name != state_file:
+        raise CheckpointError(f"{meta_path}: state_file {state_file!r} must name a file inside the checkpoint")
     return meta
 
 

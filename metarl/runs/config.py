@@ -374,6 +374,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; allowed: a YAML file of hyperparameters") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -192,6 +192,10 @@ def read_run_config(run: RunDir | str | Path, config_cls: type[C] | None = None)
         raise RunDirError(f"{run.config_file}: cannot read run config: {exc}") from exc
     if not isinstance(document, Mapping) or not {"run", "config"} <= set(document):
         raise RunDirError(f"{run.config_file}: expected top-level 'run' and 'config' sections")
+    for section in ("run", "config"):
+        if not isinstance(document[section], Mapping):
+            raise RunDirError(f"{run.config_file}: the {section!r} section must be a mapping, "
+                              f"got {type(document[section]).__name__}")
     if config_cls is None:
         return dict(document["run"]), dict(document["config"])
     try:
