@@ -52,3 +52,23 @@ def test_gradient_agents_keep_the_per_episode_report() -> None:
     assert text.startswith("mean return per episode over 4 test tasks") and "per trial" not in text
     assert format_report(maml + RANDOM, "maml-trpo", per_trial=False) == text
     assert format_report(RL2 + RANDOM, "not-an-agent").startswith("mean return per episode over")
+
+
+def test_an_rl2_evaluation_records_and_reports_the_return_per_trial(tmp_path) -> None:
+    import torch
+
+    from metarl.agents.rl2 import RL2, RL2Config
+    from metarl.evaluation.curves import read_curves
+    from metarl.evaluation.protocol import evaluate_agent
+
+    torch.set_num_threads(1)
+    agent = RL2(RL2Config(hidden_size=8), "bandit?k=3&n=4", seed=0)
+    _, json_path, rows = evaluate_agent(agent, run="r", out_dir=tmp_path, n_tasks=3, rounds=3, episodes_per_round=2,
+                                        seeds=[0], baselines=["random"], progress=False)
+    agent.close()
+    assert "return per trial of 4 episodes" in read_curves(json_path).meta["return_per_trial"]
+    head = format_report(rows, "rl2").split("\n\n")[0]
+    for method in ("rl2", "random"):  # the printed total is the mean over tasks of the summed episodes
+        total = np.mean(list(trial_totals(rows, method).values()))
+        assert re.search(rf"^{method}\s+{total:.2f}$", head, re.M)
+        assert 0.0 <= total <= 4.0  # four 0/1 pulls per trial
