@@ -3,16 +3,21 @@
 Spec form: ``tests.sampling_hanging_envs:hang?mode=busy&at=3&task=1``. The env is the toy env of
 :mod:`tests.sampling_faulty_envs` (obs = [goal, t, seed], reward = action[0]) except that task
 ``task`` (-1: every task) hangs at step ``at`` of each episode (-1: in ``reset`` instead), in one of
-the ways a real env hangs:
+the ways a real env hangs. As there, a task's params override the family's
+(``tasks_with(family, n, task=1, mode="native")``), so one sampler serves several scenarios.
 
 * ``sleep``: blocked in a system call (``time.sleep(3600)``);
 * ``busy``: a pure-Python loop that never ends;
 * ``native``: blocked with SIGALRM masked, as native code that never returns to the
   interpreter looks to a signal-based timeout (only killing the process ends it).
+
+With ``METARL_TEST_HANG_MARKER=PATH`` in the environment, an env about to hang writes its pid
+there, so a test driving a subprocess knows the hang has begun.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -24,10 +29,15 @@ from tests.sampling_faulty_envs import ToyEnv, ToyFamily
 
 PATH = "tests.sampling_hanging_envs:hang"
 MODES = ("sleep", "busy", "native")
+MARKER_ENV = "METARL_TEST_HANG_MARKER"
 
 
 def hang_forever(mode: str) -> None:
     """Never return (by ``mode``); only an exception raised in here, or killing the process, ends it."""
+    marker = os.environ.get(MARKER_ENV)
+    if marker:
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
     if mode == "sleep":
         while True:
             time.sleep(3600)
@@ -44,17 +54,17 @@ def hang_forever(mode: str) -> None:
 
 class HangEnv(ToyEnv):
     def _hangs(self) -> bool:
-        task = self.family_cfg["task"]
-        return task < 0 or self.task.index == task
+        task = self.cfg["task"]
+        return task == -1 or self.task.index == task
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if self.family_cfg["at"] < 0 and self._hangs():
-            hang_forever(self.family_cfg["mode"])
+        if self.cfg["at"] < 0 and self._hangs():
+            hang_forever(self.cfg["mode"])
         return super().reset(seed=seed, options=options)
 
     def step(self, action):
-        if self._t == self.family_cfg["at"] and self._hangs():
-            hang_forever(self.family_cfg["mode"])
+        if self._t == self.cfg["at"] and self._hangs():
+            hang_forever(self.cfg["mode"])
         return super().step(action)
 
 

@@ -93,6 +93,7 @@ class RayBackend(Backend):
         self._owns_ray = False
         self._actors: list[Any] = []
         self.pids: list[int] = []
+        self._names: list[str] = []
         if address is not None:
             check_address(address)  # even when Ray is up: a wrong address is a mistake worth reporting
         if not ray.is_initialized():
@@ -132,7 +133,8 @@ class RayBackend(Backend):
         path = [p for p in sys.path if p]
         self._actors = [self._actor_cls.remote(self.spec, i, self.horizon, path, self.timeout)
                         for i in range(self.workers)]
-        self.pids = self._call_all([("pid", ())] * self.workers, "starting")
+        identities = self._call_all([("identity", ())] * self.workers, "starting")
+        self.pids, self._names = [pid for pid, _ in identities], [name for _, name in identities]
 
     def _kill_actors(self) -> None:
         for actor in self._actors:
@@ -140,7 +142,7 @@ class RayBackend(Backend):
                 self._ray.kill(actor, no_restart=True)
             except Exception:  # already dead or Ray gone: nothing left to stop
                 pass
-        self._actors, self.pids = [], []
+        self._actors, self.pids, self._names = [], [], []
 
     def abort(self) -> None:
         self._kill_actors()  # keep the Ray session: the next sample call starts new actors
@@ -165,7 +167,7 @@ class RayBackend(Backend):
         """Replies to ``cmd``, waiting a little longer than the actors' own deadline for it."""
         ray = self._ray
         limit = command_timeout(cmd, self.timeout)
-        waited = driver_wait(limit) if limit is not None else (START_TIMEOUT if cmd in ("configure", "pid") else None)
+        waited = driver_wait(limit) if limit is not None else (START_TIMEOUT if cmd in ("configure", "identity") else None)
         try:
             _, late = ray.wait(refs, num_returns=len(refs), timeout=waited)
             if late:
@@ -191,7 +193,7 @@ class RayBackend(Backend):
 
     def _hung(self, late: list[int], what: str, waited: float | None, limit: float | None) -> None:
         """Actors that did not answer in time: kill them all; say which, at which step, holding which envs."""
-        names = [f"ray worker {i} (pid {self.pids[i]})" if i < len(self.pids) else f"ray worker {i}" for i in late]
+        names = [self._names[i] if i < len(self._names) else f"ray worker {i}" for i in late]
         holds = [describe_slots(self._labels, self._tasks, *self._ranges[i]) if i < len(self._ranges) else "no envs yet"
                  for i in late]
         self._kill_actors()

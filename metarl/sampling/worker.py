@@ -34,7 +34,7 @@ from metarl.sampling.stepper import EnvStepper
 
 
 class WorkerCore:
-    """Commands a driver can send: ``configure``, ``reset``, ``step``, ``pid``.
+    """Commands a driver can send: ``configure``, ``reset``, ``step``, ``pid``, ``identity``.
 
     ``shared=True`` (process backend): buffers are views into the driver's
     shared-memory block and ``step`` carries no data. ``shared=False`` (Ray):
@@ -56,6 +56,10 @@ class WorkerCore:
 
     def cmd_pid(self) -> int:
         return os.getpid()
+
+    def cmd_identity(self) -> tuple[int, str]:
+        """``(pid, name)``: a driver names a worker that stops answering as the worker names itself."""
+        return os.getpid(), self.name
 
     def cmd_configure(self, tasks: list[Task], labels: list[str], layout: Layout, lo: int,
                       shm_name: str | None = None) -> None:
