@@ -202,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             pretrained.close()
     png = out_dir / "adaptation.png"
     plot_adaptation(csv_path, png, out_dir / "adaptation.svg", x="env_steps" if "ppo-scratch" in baselines else "round")
-    print(format_report(rows, agent.name))
+    print(format_report(rows, agent.name, per_trial=agent.rounds_are_trial_episodes))
     print(f"curves: {csv_path}\n        {json_path}\nplot:   {png}")
     return EXIT_OK
 
