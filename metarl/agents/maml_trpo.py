@@ -27,7 +27,7 @@ import torch
 from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats, space_dims, task_batch
 from metarl.core import BatchedMode, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
 from metarl.envs import Task, TaskFamily
-from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy
+from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
 from metarl.nn.policy import Policy
 from metarl.runs import ENV_STEPS_KEY, param
 from metarl.sampling import Episodes
@@ -46,15 +46,23 @@ class MAMLTRPOConfig(CommonConfig):
     hidden_sizes: tuple[int, ...] = param((64, 64), min=1, help="policy MLP hidden layers")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     cg_iters: int = param(10, min=1, help="conjugate-gradient iterations")
+    cg_damping: float = param(1e-5, min=0.0, help="damping added to the Fisher-vector products of conjugate gradient")
+    line_search_steps: int = param(15, min=1, help="backtracking line-search candidates before the step is rejected")
+    backtrack_ratio: float = param(0.8, min=0.0, max=1.0, exclusive_min=True, exclusive_max=True,
+                                   help="line search: each candidate is this fraction of the previous one")
+    weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
+                                    help="policy weights: torch default, or xavier-uniform with zero biases (the "
+                                         "MAML reference code's)")
     batched: BatchedMode = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
 
 
-def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float) -> Policy:
+def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float,
+                 weight_init: WeightInit = "torch") -> Policy:
     obs_dim, _ = space_dims(family.observation_space)
     act_dim, discrete = space_dims(family.action_space)
     if discrete:
-        return CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes)
-    return GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, init_std=init_std)
+        return init_linear_(CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes), weight_init)
+    return init_linear_(GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, init_std=init_std), weight_init)
 
 
 class MAMLTRPO(MetaAgent):
@@ -64,7 +72,7 @@ class MAMLTRPO(MetaAgent):
     def __init__(self, config: MAMLTRPOConfig, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(config, family, seed=seed, device=device)
-        self.policy = build_policy(self.family, config.hidden_sizes, config.init_std).to(self.device)
+        self.policy = build_policy(self.family, config.hidden_sizes, config.init_std, config.weight_init).to(self.device)
 
     # -- the algorithm --------------------------------------------------------------------
     def initial_params(self, n_tasks: int) -> dict[str, torch.Tensor]:
@@ -106,10 +114,15 @@ class MAMLTRPO(MetaAgent):
         metrics.update(episode_stats(post, "post_"))
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
                                   first_order=cfg.first_order, batched=self.config.batched)
-        new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters)
+        new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
+                                   backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.line_search_steps)
         load_params_(self.policy, new_meta)
         metrics.update({"loss_before": info.loss_before, "loss_after": info.loss_after, "kl": info.kl,
-                        "step_accepted": float(info.accepted), ENV_STEPS_KEY: steps})
+                        "step_accepted": float(info.accepted), "step_fraction": info.step_fraction, ENV_STEPS_KEY: steps})
+        log_std = getattr(getattr(self.policy, "head", None), "log_std", None)
+        if log_std is not None:  # the exploration noise MAML's second-order term tends to shrink: worth watching
+            metrics["log_std"] = float(log_std.detach().mean())
+        metrics["post_terminated"] = float(post.terminated.any(-1).float().mean())
         metrics.update(self.periodic_eval(it, cfg.eval))
         return metrics
 

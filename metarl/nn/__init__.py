@@ -8,7 +8,7 @@ of per-task weights (``distribution_stacked`` / ``act``).
 
 from metarl.nn.baselines import LinearFeatureBaseline, MLPValueFunction
 from metarl.nn.heads import CategoricalHead, GaussianHead, make_head
-from metarl.nn.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, mlp
+from metarl.nn.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_, mlp
 from metarl.nn.policy import Policy
 from metarl.nn.recurrent import RecurrentPolicy
 from metarl.nn.rl2_inputs import rl2_input_dim, rl2_inputs
@@ -24,6 +24,8 @@ __all__ = [
     "Policy",
     "RecurrentPolicy",
     "SnailPolicy",
+    "WeightInit",
+    "init_linear_",
     "make_head",
     "mlp",
     "rl2_input_dim",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -30,6 +31,28 @@ def mlp(
     if out_features is not None:
         layers.append(nn.Linear(size, out_features))
     return nn.Sequential(*layers)
+
+
+WeightInit = Literal["torch", "xavier"]
+
+
+def init_linear_(module: nn.Module, scheme: WeightInit) -> nn.Module:
+    """Re-initialize every ``nn.Linear`` of ``module`` in place; returns it.
+
+    ``"torch"`` keeps PyTorch's default (weights and biases U(+-1/sqrt(fan_in))). ``"xavier"`` is
+    the MAML reference code's choice: Xavier-uniform weights and zero biases, so a tanh policy's
+    mean is exactly 0 at the origin and odd in the input. For MAML this matters: a random offset of
+    the mean at initialization is something the inner step must undo on every task.
+    """
+    if scheme == "torch":
+        return module
+    if scheme != "xavier":
+        raise ValueError(f"weight init {scheme!r} is unknown; allowed: torch, xavier")
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return module
 
 
 class _MLPPolicy(Policy):
