@@ -234,29 +234,32 @@ def main(argv: list[str] | None = None) -> int:
         contenders.append(("ray x2", "ray", 2))
     torch.set_num_threads(args.threads)  # small per-step forwards: extra threads only contend with env workers
     info = machine()
-    if not args.no_ray:  # one local cluster for all families (Ray start is the slow part)
-        import ray
+    ray = None
+    try:
+        if not args.no_ray:  # one local cluster for all families (Ray start is the slow part)
+            import ray as ray_module
 
-        if not ray.is_initialized():
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    results = []
-    for spec in families:
-        n_tasks, eps = sizes[spec]
-        print(f"{spec}: {n_tasks} tasks x {eps} episodes", flush=True)
-        r = bench_family(spec, n_tasks, eps, contenders, repeats, args.seed)
-        for k, v in r["steps_per_s"].items():
-            print(f"  {k:>11}: {v:9,.0f} steps/s  {r['ratio_to_bare'][k]:5.2f}x bare   "
-                  f"{r['cpu_steps_per_s'][k]:9,.0f} steps/critical-path-CPU-s", flush=True)
-        results.append(r)
+            from metarl.sampling.ray_backend import init_local_ray
+
+            if not ray_module.is_initialized():
+                ray = ray_module  # ours to shut down
+                init_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
+        results = []
+        for spec in families:
+            n_tasks, eps = sizes[spec]
+            print(f"{spec}: {n_tasks} tasks x {eps} episodes", flush=True)
+            r = bench_family(spec, n_tasks, eps, contenders, repeats, args.seed)
+            for k, v in r["steps_per_s"].items():
+                print(f"  {k:>11}: {v:9,.0f} steps/s  {r['ratio_to_bare'][k]:5.2f}x bare   "
+                      f"{r['cpu_steps_per_s'][k]:9,.0f} steps/critical-path-CPU-s", flush=True)
+            results.append(r)
+    finally:
+        # Also on Ctrl-C (KeyboardInterrupt goes on to the CLI, exit 130): samplers are closed by
+        # bench_family, and the cluster must go with them, or its processes outlive the bench.
+        if ray is not None:
+            ray.shutdown()
     result = {"machine": info, "load_average_end": os.getloadavg(), "repeats": repeats, "quick": args.quick,
               "families": results, "inference": "driver", "inference_note": inference_note(results)}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-    except ImportError:  # pragma: no cover
-        pass
     md = to_markdown(result)
     print(md)
     write_report(out_folder(args), "bench_sampling", md, result)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -46,6 +47,27 @@ from metarl.sampling.errors import RemoteFailure, SamplerError
 from metarl.sampling.worker import process_worker_main
 
 RESTART = "all workers were stopped (the next sample call restarts them)"
+
+
+@contextlib.contextmanager
+def _born_ignoring_sigint() -> Iterator[None]:
+    """Ignore SIGINT while a worker process is started, so it starts with SIGINT ignored.
+
+    Why: a Ctrl-C in a terminal reaches the whole process group, and a worker still importing
+    (before :func:`process_worker_main` ignores SIGINT itself) would die printing a
+    KeyboardInterrupt traceback, while the driver alone decides how to stop. An ignored
+    disposition survives ``exec`` and Python then installs no handler (a blocked mask would not:
+    the spawn launcher resets it). The cost: a Ctrl-C within the few milliseconds of a
+    ``start()`` is dropped. Off the main thread no handler can be set; nothing changes there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ProcessBackend(Backend):
@@ -74,7 +96,8 @@ class ProcessBackend(Backend):
                 proc = self._ctx.Process(target=process_worker_main,
                                          args=(child, self.spec, i, self.horizon, self.timeout),
                                          name=f"metarl-sampler-{i}", daemon=True)
-                proc.start()
+                with _born_ignoring_sigint():
+                    proc.start()
                 child.close()
                 self._procs.append(proc)
                 self._conns.append(parent)

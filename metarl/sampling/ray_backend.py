@@ -21,10 +21,13 @@ and tasks, and the step.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from metarl.envs import Task
@@ -46,6 +49,50 @@ from metarl.sampling.worker import WorkerCore
 CONNECT_TIMEOUT = 3.0
 
 AFTERMATH = "all actors were killed (the next sample call starts new ones)"
+
+
+@contextlib.contextmanager
+def _holding_interrupts() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of acting on them; yields the list of those that came."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        if not held:
+            print(f"\n{signal.Signals(signum).name} received while Ray starts; stopping once it is up, so it can "
+                  "be shut down cleanly", file=sys.stderr, flush=True)
+        if signum not in held:
+            held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def init_local_ray(ray: Any, **kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` for a local cluster, with Ctrl-C and SIGTERM held until it returns.
+
+    Why: an interrupt inside ``ray.init`` lands before Ray has recorded its node, so neither
+    ``ray.shutdown`` nor Ray's own exit hook can stop it; the raylet then dies with the driver
+    (fate sharing) and leaves its ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent``
+    running forever (measured with Ray 2.60). Those two agents start with every node,
+    ``include_dashboard=False`` or not (it only drops the dashboard's web server), so they
+    cannot be avoided, only shut down. Held signals are delivered once Ray is up, to the
+    handlers that were in place (e.g. KeyboardInterrupt); Ray is shut down if that raises.
+    """
+    with _holding_interrupts() as held:
+        ray.init(**kwargs)
+    try:
+        for sig in held:
+            signal.raise_signal(sig)
+    except BaseException:
+        ray.shutdown()
+        raise
 
 
 class RayWorker:
@@ -103,7 +150,7 @@ class RayBackend(Backend):
                 except ConnectionError as exc:
                     raise SamplerConfigError(f"ray_address={address!r}: cannot join the cluster: {exc}") from None
             else:
-                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+                init_local_ray(ray, num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
                 self._owns_ray = True
         cpus = ray.cluster_resources().get("CPU", 0)
         self.workers = int(workers if workers is not None else max(1, cpus // cpus_per_worker))
@@ -126,7 +173,11 @@ class RayBackend(Backend):
         self._steps = 0  # step calls since the last reset, for a hung actor's message
         self._buf: StepBuffers | None = None
         self._pending: list[Any] = []
-        self._start()
+        try:
+            self._start()
+        except BaseException:  # a failed or interrupted start: no actor, and no cluster of ours, outlives it
+            self.close()
+            raise
 
     # -- lifecycle ----------------------------------------------------------------
     def _start(self) -> None:
@@ -231,4 +282,4 @@ class RayBackend(Backend):
             b.view(lo, hi).write(OUTPUTS, outputs)
 
 
-__all__ = ["RayBackend", "RayWorker", "check_address"]
+__all__ = ["RayBackend", "RayWorker", "check_address", "init_local_ray"]

@@ -103,8 +103,9 @@ def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | 
                         timeout: float | None = None) -> None:
     """Entry point of a ``process``-backend worker: serve commands until told to stop or the driver goes.
 
-    SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
-    the driver, not each worker, decides how to shut down. A closed pipe (the
+    SIGINT is ignored (from birth, see ``process._born_ignoring_sigint``):
+    Ctrl-C in a terminal reaches the whole process group, and the driver, not each
+    worker, decides how to shut down. A closed pipe (the
     driver died) ends the loop, so workers never outlive their driver.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
