@@ -24,6 +24,13 @@ iteration; ``--resume`` then continues from the last periodic checkpoint.
 
 SIGTERM is treated like the first SIGINT because cluster schedulers (Slurm,
 Kubernetes) send it before killing a job, leaving time to checkpoint.
+
+A run whose env hangs never reaches the next iteration boundary. It still
+ends: the sampler's step timeout (``sampling.step_timeout``, 60 s by default)
+interrupts the hung step and raises ``SamplerError``, which the trainer does
+not catch, so the run stops with exit code 1 within that timeout of the first
+SIGTERM, without a checkpoint for the unfinished iteration. Schedulers that
+SIGKILL sooner (Kubernetes' default grace is 30 s) need a shorter timeout.
 """
 
 from __future__ import annotations
