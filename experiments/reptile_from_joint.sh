@@ -21,7 +21,7 @@ if [ ! -f "$more/checkpoints/latest" ]; then
   "$METARL" train --resume "$more" --iterations "$total" --no-progress > "$more/train.log"
 fi
 if [ ! -f "$meta/checkpoints/latest" ]; then
-  "$METARL" train reptile-ppo --env "$1" --seed 0 --iterations "$extra" --set init_from="$R/$joint" \
+  "$METARL" train reptile-ppo --env "$1" --seed 0 --iterations "$extra" --set anneal_iterations="$extra" --set init_from="$R/$joint" \
       --set trainer.keep_last=1 --run-dir "$meta" --no-progress > /dev/null
 fi
 "$METARL" evaluate "$meta" --tasks 10 --seeds 2 --rounds 3 --episodes 10 --baselines random,pretrained-finetune,ppo-scratch \

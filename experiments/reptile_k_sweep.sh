@@ -15,7 +15,7 @@ ks=("$@"); [ ${#ks[@]} -gt 0 ] || ks=(1 2 3 5)
 for k in "${ks[@]}"; do
   run=$OUT/k$k
   if [ ! -f "$run/eval/curves.csv" ]; then
-    "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 --set eval.every=5 \
+    "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 --set anneal_iterations=10 --set eval.every=5 \
         --set inner_updates="$k" --set init_std=0.1 --set trainer.keep_last=1 --run-dir "$run" --no-progress > /dev/null
     "$METARL" evaluate "$run" --tasks 10 --seeds 2 --rounds 3 --episodes 10 \
         --baselines random,pretrained-finetune --pretrained "$JOINT" --no-progress > "$run/eval.log"

@@ -10,7 +10,7 @@ METARL=${METARL:-.venv/bin/metarl}
 OUT=experiments/results/reptile-std-sweep
 train() {  # run_dir std [extra args]
   [ -f "$1/checkpoints/latest" ] || "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 \
-      --set eval.every=5 --set init_std="$2" --set trainer.keep_last=1 --run-dir "$1" "${@:3}" --no-progress > /dev/null
+      --set anneal_iterations=10 --set eval.every=5 --set init_std="$2" --set trainer.keep_last=1 --run-dir "$1" "${@:3}" --no-progress > /dev/null
 }
 stds=("$@"); [ ${#stds[@]} -gt 0 ] || stds=(0.02 0.05)
 for s in "${stds[@]}"; do

@@ -31,6 +31,7 @@ from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, 
 from metarl.sampling import Episodes, make_sampler
 from metarl.sampling.actor import ActorOutput
 from metarl.sampling.actors import space_dims as sampling_space_dims
+from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 Params = Mapping[str, Tensor]
 
@@ -45,7 +46,7 @@ class SamplingConfig:
     # 60 s: a worker's batched step covers all its envs plus their auto-resets (a Meta-World reset
     # is ~30 ms), so even hundreds of envs per worker stay far below it, while a hung env still
     # ends the run (and a first SIGTERM with it) within a minute. See make_sampler(timeout=...).
-    step_timeout: float | None = param(60.0, min=0.0, exclusive_min=True,
+    step_timeout: float | None = param(DEFAULT_STEP_TIMEOUT, min=0.0, exclusive_min=True,
                                        help="seconds one batched env step or reset of a worker may take before "
                                             "the run fails with an error naming the env (null: no limit)")
 

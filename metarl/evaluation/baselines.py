@@ -45,6 +45,7 @@ from metarl.evaluation.protocol import round_rows, rows_from_rounds
 from metarl.evaluation.rollout import FunctionActor, UniformActor, episode_seeds
 from metarl.sampling import Sampler, make_sampler
 from metarl.sampling.actor import Actor
+from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 __all__ = ["policy_baseline", "ppo_rollout_size", "ppo_scratch_baseline", "random_baseline"]
 
@@ -82,7 +83,8 @@ def policy_baseline(
     already holds envs for this batch shape on its backend); default: a serial one of its own.
     """
     _check_counts(rounds=rounds, episodes_per_round=episodes_per_round)
-    with contextlib.nullcontext(sampler) if sampler is not None else make_sampler(family, "serial") as collector:
+    own = sampler is None
+    with make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT) if own else contextlib.nullcontext(sampler) as collector:
         episodes = [collector.sample(tasks, actor, episodes_per_round, seed=seed + k) for k in range(rounds + 1)]
     return rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed, episodes,
                             parallel_trials=parallel_trials)
@@ -235,7 +237,8 @@ def ppo_scratch_baseline(
     rows: list[CurveRow] = []
     per_slot = episodes_per_round // _slots(episodes_per_round, max_eval_envs)
     bar = tqdm(total=len(tasks) * budgets[-1], desc="ppo-scratch", unit="step", disable=not progress, leave=False)
-    with (_torch_threads(torch_threads), contextlib.closing(bar), make_sampler(family, "serial") as sampler):
+    serial = make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT)
+    with _torch_threads(torch_threads), contextlib.closing(bar), serial as sampler:
         for t, task in enumerate(tasks):
             train_env = Monitor(_ppo_env(family, task))
             try:

@@ -47,6 +47,7 @@ from metarl.evaluation.report import paired, trial_totals
 from metarl.evaluation.rollout import UniformActor
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
+from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 __all__ = ["REFERENCES", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run", "reference_rows",
            "score", "total_per_trial"]
@@ -216,7 +217,7 @@ def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, ro
         raise ValueError(f"reference {method!r} does not apply to {family.name}; allowed: {', '.join(available(family))}")
     actor = REFERENCES[method](family)
     e = rounds + 1
-    with make_sampler(family, "serial") as sampler:
+    with make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT) as sampler:
         episodes = sampler.sample(tasks, actor, episodes_per_round * e, episodes_per_trial=e, seed=seed)
     rows = rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed,
                             trial_rounds(episodes), parallel_trials=True)

@@ -52,6 +52,8 @@ def _rebuild_env_failure(message: str, slot: int, task: str, cause: str) -> EnvF
 
 #: The config key a timeout message points to, so a user knows what to raise.
 TIMEOUT_KEY = "sampling.step_timeout"
+#: Its default, also used by samplers built outside an agent config (baselines, references).
+DEFAULT_STEP_TIMEOUT = 60.0
 
 
 class StepTimeout(Exception):
