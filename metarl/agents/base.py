@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.core import TaskBatch, linear_baseline_advantages
+from metarl.core import TaskBatch, linear_baseline_advantages, normalize_advantages
 from metarl.envs import EnvSpecError, Task, TaskFamily, make_family
 from metarl.nn.policy import Policy
 from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, load_checkpoint, param
@@ -107,11 +107,26 @@ class PolicyActor:
         return state
 
 
-def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device) -> TaskBatch:
-    """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go."""
+def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device,
+               weighting: str = "step") -> TaskBatch:
+    """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go.
+
+    ``weighting`` is how a task's losses (and the advantage normalization) average its steps:
+    ``"step"``, every real step alike; ``"episode"``, every episode alike, each the mean over its
+    own steps (the MAML reference code's ``weighted_mean``), so a short episode's steps weigh
+    more. Both are carried by the batch's ``mask``: ``"episode"`` scales each episode's real steps
+    by ``mean length / its length``, and every masked mean then reduces per episode.
+    """
     eps = episodes.to(device)
-    adv = linear_baseline_advantages(eps.observations, eps.rewards, eps.mask, gamma=discount, gae_lambda=gae_lambda)
-    return TaskBatch(eps.observations, eps.actions, adv, eps.mask)
+    adv = linear_baseline_advantages(eps.observations, eps.rewards, eps.mask, gamma=discount, gae_lambda=gae_lambda,
+                                     normalize=False)
+    weights = eps.mask
+    if weighting == "episode":
+        lengths = eps.mask.sum(-1, keepdim=True)
+        weights = eps.mask * lengths.mean(dim=(-2, -1), keepdim=True) / lengths.clamp(min=1.0)
+    elif weighting != "step":
+        raise ValueError(f"weighting={weighting!r} is unknown; allowed: step, episode")
+    return TaskBatch(eps.observations, eps.actions, normalize_advantages(adv, weights), weights)
 
 
 def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None = None) -> dict[str, float]:

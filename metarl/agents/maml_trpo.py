@@ -50,6 +50,9 @@ class MAMLTRPOConfig(CommonConfig):
     line_search_steps: int = param(15, min=1, help="backtracking line-search candidates before the step is rejected")
     backtrack_ratio: float = param(0.8, min=0.0, max=1.0, exclusive_min=True, exclusive_max=True,
                                    help="line search: each candidate is this fraction of the previous one")
+    step_weighting: str = param("step", choices=["step", "episode"],
+                                help="how a task's losses average its steps: every step alike, or every episode "
+                                     "alike (the MAML reference code's; short episodes' steps weigh more)")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
                                     help="policy weights: torch default, or xavier-uniform with zero biases (the "
                                          "MAML reference code's)")
@@ -85,7 +88,8 @@ class MAMLTRPO(MetaAgent):
         return self.sampler.sample(tasks, actor, episodes, seed=self.next_seed() if seed is None else seed)
 
     def batch(self, episodes: Episodes):
-        return task_batch(episodes, discount=self.config.discount, gae_lambda=self.config.gae_lambda, device=self.device)
+        return task_batch(episodes, discount=self.config.discount, gae_lambda=self.config.gae_lambda, device=self.device,
+                          weighting=self.config.step_weighting)
 
     def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""

@@ -8,6 +8,9 @@ adapt. Exact dynamics and reward, so tests can check a step by hand::
     s_t+1 = s_t + a_t
     r_t   = -|| s_t+1 - goal ||_2
     terminated when || s_t+1 - goal ||_2 < 0.01; truncated at step 100
+
+``goal_test=box`` ends the episode instead when both |dx| and |dy| are below 0.01, as the MAML
+reference code (tristandeleu/pytorch-maml-rl) does: a square about 27% larger than the disk.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from metarl.envs.base import Task, TaskEnv, TaskFamily, require, split_stream
 class PointNavEnv(TaskEnv):
     metadata = {"render_modes": []}
 
-    def __init__(self, task: Task, horizon: int = 100, max_step: float = 0.1, goal_radius: float = 0.01) -> None:
+    def __init__(self, task: Task, horizon: int = 100, max_step: float = 0.1, goal_radius: float = 0.01,
+                 goal_test: str = "l2") -> None:
         self.horizon, self.max_step, self.goal_radius = horizon, max_step, goal_radius
+        self.box = goal_test == "box"
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Box(-max_step, max_step, (2,), np.float32)
         self.set_task(task)
@@ -44,8 +49,9 @@ class PointNavEnv(TaskEnv):
         a = np.clip(np.asarray(action, dtype=np.float64), -self.max_step, self.max_step)
         self._pos = self._pos + a
         self._t += 1
-        dist = float(np.linalg.norm(self._pos - self.goal))
-        terminated = dist < self.goal_radius
+        delta = self._pos - self.goal
+        dist = float(np.linalg.norm(delta))
+        terminated = bool(np.all(np.abs(delta) < self.goal_radius)) if self.box else dist < self.goal_radius
         truncated = (not terminated) and self._t >= self.horizon
         return self._pos.astype(np.float32), -dist, terminated, truncated, {"distance": dist}
 
@@ -55,10 +61,12 @@ class PointNav(TaskFamily):
 
     description = "2D point navigation to a hidden goal (MAML); obs = position, action = velocity"
 
-    def __init__(self, goal_range: float = 0.5, horizon: int = 100) -> None:
+    def __init__(self, goal_range: float = 0.5, horizon: int = 100, goal_test: str = "l2") -> None:
         require(goal_range > 0, "point-nav", f"goal_range={goal_range!r} must be > 0")
         require(int(horizon) >= 1, "point-nav", f"horizon={horizon!r} must be an integer >= 1")
-        self.goal_range, self.horizon = float(goal_range), int(horizon)
+        require(goal_test in ("l2", "box"), "point-nav", f"goal_test={goal_test!r} is not allowed; allowed: l2 "
+                "(distance < 0.01), box (|dx| and |dy| < 0.01, the MAML reference code's)")
+        self.goal_range, self.horizon, self.goal_test = float(goal_range), int(horizon), goal_test
         self.name = "point-nav"
 
     @property
@@ -75,4 +83,4 @@ class PointNav(TaskFamily):
         return self._tasks(split, [{"goal": (float(x), float(y))} for x, y in goals])
 
     def make_env(self, task: Task) -> gym.Env:
-        return PointNavEnv(task, horizon=self.horizon)
+        return PointNavEnv(task, horizon=self.horizon, goal_test=self.goal_test)
