@@ -190,3 +190,40 @@ def test_task_grads_custom_loss_vmap_equals_loop() -> None:
         torch.testing.assert_close(g_v[k], g_l[k], atol=1e-10, rtol=0)
         assert not g_v[k].requires_grad
     assert any(g.abs().max() > 0 for g in g_v.values())
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_frozen_std_is_kept_and_treated_as_a_constant(mode: str) -> None:
+    """``frozen``: the log-std is not adapted, and the meta-gradient reaches it only through the
+    post-adaptation policy: the same as adapting the other weights with the std detached."""
+    policy = _policy(False, hidden=(3,))
+    pre, post = _batch(False, 31), _batch(False, 32)
+    meta = module_params(policy, detach=True)
+    frozen = frozenset({"head.log_std"})
+    adapted = adapt(policy, replicate_params(meta, T), pre, lr=0.5, batched=mode, frozen=frozen)
+    torch.testing.assert_close(adapted["head.log_std"], replicate_params(meta, T)["head.log_std"], atol=0, rtol=0)
+    unfrozen = adapt(policy, replicate_params(meta, T), pre, lr=0.5, batched=mode)
+    assert not torch.allclose(unfrozen["head.log_std"], adapted["head.log_std"])
+
+    obj = MamlObjective(policy, meta, [pre], post, inner_lr=0.5, batched=mode, frozen=frozen)
+    got = obj.meta_gradient(meta)
+
+    def by_hand(params):  # noqa: ANN001, ANN202 - adapt the other weights with the std as a constant, by hand
+        stacked = replicate_params(params, T)
+        consts = {k: (v.detach() if k in frozen else v) for k, v in stacked.items()}
+        grads = [torch.autograd.grad(-(policy.distribution({k: v[i] for k, v in consts.items()}, pre.obs[i])
+                                       .log_prob(pre.actions[i]) * pre.advantages[i] * pre.mask[i]).sum()
+                                     / pre.mask[i].sum(), [consts[k] for k in consts if k not in frozen],
+                                     create_graph=True) for i in range(T)]
+        moved = {k: torch.stack([stacked[k][i] - 0.5 * grads[i][j][i] for i in range(T)])
+                 for j, k in enumerate(k for k in consts if k not in frozen)}
+        return {**moved, **{k: stacked[k] for k in frozen}}
+
+    params = {k: v.detach().requires_grad_() for k, v in meta.items()}
+    adapted_by_hand = by_hand(params)
+    losses = [surrogate_loss(policy.distribution({k: v[i] for k, v in adapted_by_hand.items()}, post.obs[i])
+                             .log_prob(post.actions[i]), obj.old_log_probs[i], post.advantages[i], post.mask[i])
+              for i in range(T)]
+    expected = torch.autograd.grad(torch.stack(losses).mean(), list(params.values()))
+    for name, g in zip(params, expected, strict=True):
+        torch.testing.assert_close(got[name], g, atol=1e-10, rtol=1e-8)

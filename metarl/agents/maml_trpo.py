@@ -53,6 +53,8 @@ class MAMLTRPOConfig(CommonConfig):
     step_weighting: str = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
+    inner_adapts_std: bool = param(True, help="false: the inner step leaves the log-std alone and treats it as a "
+                                   "constant, so no second-order term ties the std to the size of the inner step")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
                                     help="policy weights: torch default, or xavier-uniform with zero biases (the "
                                          "MAML reference code's)")
@@ -76,6 +78,8 @@ class MAMLTRPO(MetaAgent):
                  device: torch.device | str = "cpu") -> None:
         super().__init__(config, family, seed=seed, device=device)
         self.policy = build_policy(self.family, config.hidden_sizes, config.init_std, config.weight_init).to(self.device)
+        std_names = frozenset(k for k, _ in self.policy.named_parameters() if k.endswith("log_std"))
+        self.frozen = frozenset() if config.inner_adapts_std else std_names
 
     # -- the algorithm --------------------------------------------------------------------
     def initial_params(self, n_tasks: int) -> dict[str, torch.Tensor]:
@@ -95,7 +99,7 @@ class MAMLTRPO(MetaAgent):
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
         with torch.no_grad():
             adapted = adapt(self.policy, params, self.batch(episodes), lr=self.config.inner_lr, first_order=True,
-                            batched=self.config.batched)
+                            batched=self.config.batched, frozen=self.frozen)
         return {k: v.detach() for k, v in adapted.items()}
 
     def train_iteration(self, it: int) -> dict[str, float]:
@@ -117,7 +121,7 @@ class MAMLTRPO(MetaAgent):
         metrics.update(episode_stats(post))
         metrics.update(episode_stats(post, "post_"))
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
-                                  first_order=cfg.first_order, batched=self.config.batched)
+                                  first_order=cfg.first_order, batched=self.config.batched, frozen=self.frozen)
         new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
                                    backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.line_search_steps)
         load_params_(self.policy, new_meta)

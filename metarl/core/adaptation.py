@@ -147,22 +147,36 @@ def inner_step(
     first_order: bool = False,
     batched: BatchedMode = "auto",
     step_index: int = 0,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[Params, Tensor]:
     """One vanilla-PG step per task: ``params - lr * grad``; returns ``(params, losses [T])``.
 
     ``params`` are stacked (leading task dim; use ``replicate_params`` for shared
     meta-parameters). With ``first_order`` the gradient is detached, which drops
-    exactly the second-order term of the meta-gradient (FOMAML). Non-finite losses
-    or gradients raise :class:`~metarl.core.checks.NonFiniteError` naming the task.
+    exactly the second-order term of the meta-gradient (FOMAML). ``frozen`` names
+    parameters the step neither changes nor differentiates through: they enter the
+    inner loss as constants, so the meta-gradient reaches them only through the
+    post-adaptation policy. Non-finite losses or gradients raise
+    :class:`~metarl.core.checks.NonFiniteError` naming the task.
     """
     params = dict(params)
     if num_tasks(params) != batch.num_tasks:
         raise ValueError(f"{num_tasks(params)} parameter sets for {batch.num_tasks} tasks")
+    unknown = frozen - set(params)
+    if unknown:
+        raise ValueError(f"frozen parameters {sorted(unknown)} are not among {sorted(params)}")
     mode = resolve_batched(batched, batch.obs.device, batch.samples_per_task)
-    grads, losses = task_grads(lambda p, b: task_pg_loss(policy, p, b), params, batch, mode=mode, create_graph=not first_order)
+    moving = {k: v for k, v in params.items() if k not in frozen}
+    constants = {k: params[k].detach() for k in frozen}
+
+    def loss(p: Params, b: TaskBatch, c: Params) -> Tensor:
+        return task_pg_loss(policy, {**p, **c}, b)
+
+    grads, losses = task_grads(lambda p, bc: loss(p, *bc), moving, (batch, constants), mode=mode,
+                               create_graph=not first_order)
     check_finite(f"inner-loop loss (step {step_index})", losses)
     check_finite(f"inner-loop gradient (step {step_index})", grads)
-    return {k: v - lr * grads[k] for k, v in params.items()}, losses
+    return {k: v - lr * grads[k] if k in grads else v for k, v in params.items()}, losses
 
 
 def adapt(
@@ -174,8 +188,9 @@ def adapt(
     steps: int = 1,
     first_order: bool = False,
     batched: BatchedMode = "auto",
+    frozen: frozenset[str] = frozenset(),
 ) -> Params:
-    """Adapted per-task parameters after one inner step per batch.
+    """Adapted per-task parameters after one inner step per batch (``frozen``: see :func:`inner_step`).
 
     Pass a sequence (step ``k`` uses ``batches[k]``, sampled with the step-``k``
     parameters, as in MAML with several inner steps) or one batch reused for
@@ -184,5 +199,6 @@ def adapt(
     sequence = [batches] * steps if isinstance(batches, TaskBatch) else list(batches)
     adapted = dict(params)
     for k, batch in enumerate(sequence):
-        adapted, _ = inner_step(policy, adapted, batch, lr=lr, first_order=first_order, batched=batched, step_index=k)
+        adapted, _ = inner_step(policy, adapted, batch, lr=lr, first_order=first_order, batched=batched, step_index=k,
+                                frozen=frozen)
     return adapted

@@ -41,8 +41,10 @@ class MamlObjective:
         inner_lr: float,
         first_order: bool = False,
         batched: BatchedMode = "auto",
+        frozen: frozenset[str] = frozenset(),
     ) -> None:
         self.policy = policy
+        self.frozen = frozen
         self.pre_batches = list(pre_batches)
         self.post_batch = post_batch
         self.inner_lr = inner_lr
@@ -71,6 +73,7 @@ class MamlObjective:
             lr=self.inner_lr,
             first_order=self.first_order,
             batched=self.mode,
+            frozen=self.frozen,
         )
 
     def _task_terms(self, params: Params, batch: TaskBatch, old_out: DistParams, old_log_probs: Tensor) -> tuple[Tensor, Tensor]:
