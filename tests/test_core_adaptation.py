@@ -227,3 +227,31 @@ def test_frozen_std_is_kept_and_treated_as_a_constant(mode: str) -> None:
     expected = torch.autograd.grad(torch.stack(losses).mean(), list(params.values()))
     for name, g in zip(params, expected, strict=True):
         torch.testing.assert_close(got[name], g, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_lvc_inner_loss_takes_the_same_step_with_the_sampling_curvature(mode: str) -> None:
+    """ProMP's LVC inner loss: the same inner step, but the second-order term no longer ties the
+    std to the step size. With the mean at a fixed point and advantages linear in the action, the
+    true inner gradient of the mean does not depend on the std; MAML's log-likelihood Hessian says
+    it does (d mean' / d log_std = -2 * step), the LVC Hessian says ~0."""
+    torch.manual_seed(3)
+    policy = GaussianMLPPolicy(1, 1, (), init_std=0.5).double()
+    n = 40_000
+    meta = module_params(policy, detach=True)
+    with torch.no_grad():
+        obs = torch.zeros(1, 1, n, 1, dtype=torch.float64)
+        actions, _ = policy.act(obs.reshape(1, n, 1))
+        actions = actions.reshape(1, 1, n, 1)
+        mean = policy.dist_params(None, obs[0])[0].reshape(1, 1, n, 1)
+    batch = TaskBatch(obs, actions, (actions - mean)[..., 0], torch.ones(1, 1, n, dtype=torch.float64))
+    steps = {}
+    for loss in ("log_likelihood", "lvc"):
+        params = {k: v.detach().requires_grad_() for k, v in meta.items()}
+        adapted = adapt(policy, replicate_params(params, 1), batch, lr=0.1, batched=mode, loss=loss)
+        (d_mean_d_std,) = torch.autograd.grad(adapted["head.mean.bias"].sum(), [params["head.log_std"]])
+        steps[loss] = (adapted["head.mean.bias"] - meta["head.mean.bias"]).detach(), d_mean_d_std
+    torch.testing.assert_close(steps["lvc"][0], steps["log_likelihood"][0], atol=1e-12, rtol=0)
+    step, ll_derivative = steps["log_likelihood"]
+    torch.testing.assert_close(ll_derivative, -2 * step.reshape(-1), rtol=0.05, atol=0)
+    assert abs(float(steps["lvc"][1])) < 0.1 * abs(float(ll_derivative))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats, space_dims, task_batch
-from metarl.core import BatchedMode, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
+from metarl.core import BatchedMode, InnerLoss, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
 from metarl.envs import Task, TaskFamily
 from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
 from metarl.nn.policy import Policy
@@ -53,6 +53,9 @@ class MAMLTRPOConfig(CommonConfig):
     step_weighting: str = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
+    inner_loss: InnerLoss = param("log_likelihood", choices=["log_likelihood", "lvc"],
+                                  help="inner loss the meta-gradient differentiates: log_likelihood (MAML's), or lvc "
+                                       "(ProMP's: the same step, plus the curvature of sampling; keeps the std)")
     inner_adapts_std: bool = param(True, help="false: the inner step leaves the log-std alone and treats it as a "
                                    "constant, so no second-order term ties the std to the size of the inner step")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
@@ -121,7 +124,8 @@ class MAMLTRPO(MetaAgent):
         metrics.update(episode_stats(post))
         metrics.update(episode_stats(post, "post_"))
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
-                                  first_order=cfg.first_order, batched=self.config.batched, frozen=self.frozen)
+                                  first_order=cfg.first_order, batched=self.config.batched, frozen=self.frozen,
+                                  inner_loss=cfg.inner_loss)
         new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
                                    backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.line_search_steps)
         load_params_(self.policy, new_meta)

@@ -31,6 +31,7 @@ Reptile-PPO inner loop on all tasks at once::
 from metarl.core.adam import AdamState, adam_init, adam_step, clip_grad_norm_per_task
 from metarl.core.adaptation import (
     BatchedMode,
+    InnerLoss,
     TaskBatch,
     adapt,
     inner_step,
@@ -65,6 +66,7 @@ from metarl.core.trpo import TRPOInfo, fisher_vector_product, trpo_step
 
 __all__ = [
     "BatchedMode",
+    "InnerLoss",
     "AdamState",
     "MamlObjective",
     "NonFiniteError",

@@ -23,11 +23,13 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 from metarl.core.checks import check_finite
-from metarl.core.losses import pg_loss
+from metarl.core.losses import lvc_loss, pg_loss
 from metarl.core.params import Params, num_tasks
 from metarl.nn.policy import Policy
 
 BatchedMode = Literal["auto", "vmap", "loop"]
+InnerLoss = Literal["log_likelihood", "lvc"]
+_INNER_LOSSES = {"log_likelihood": pg_loss, "lvc": lvc_loss}
 
 #: CPU rule from bench_core: vmap up to this many samples per task, the loop above.
 CPU_VMAP_MAX_SAMPLES_PER_TASK = 500
@@ -98,10 +100,11 @@ def map_tasks(fn: Callable[..., Any], *args: Any, mode: Literal["vmap", "loop"])
     return pytree.tree_unflatten([torch.stack(group) for group in zip(*flat, strict=True)], spec[0])
 
 
-def task_pg_loss(policy: Policy, params: Mapping[str, Tensor], batch: TaskBatch) -> Tensor:
-    """One task's inner-loop loss (vanilla PG); inputs without the task dim."""
+def task_pg_loss(policy: Policy, params: Mapping[str, Tensor], batch: TaskBatch,
+                 kind: InnerLoss = "log_likelihood") -> Tensor:
+    """One task's inner-loop loss (vanilla PG, or ProMP's LVC form); inputs without the task dim."""
     log_probs = policy.distribution(params, batch.obs).log_prob(batch.actions)
-    return pg_loss(log_probs, batch.advantages, batch.mask)
+    return _INNER_LOSSES[kind](log_probs, batch.advantages, batch.mask)
 
 
 def task_grads(
@@ -148,6 +151,7 @@ def inner_step(
     batched: BatchedMode = "auto",
     step_index: int = 0,
     frozen: frozenset[str] = frozenset(),
+    loss: InnerLoss = "log_likelihood",
 ) -> tuple[Params, Tensor]:
     """One vanilla-PG step per task: ``params - lr * grad``; returns ``(params, losses [T])``.
 
@@ -156,9 +160,12 @@ def inner_step(
     exactly the second-order term of the meta-gradient (FOMAML). ``frozen`` names
     parameters the step neither changes nor differentiates through: they enter the
     inner loss as constants, so the meta-gradient reaches them only through the
-    post-adaptation policy. Non-finite losses or gradients raise
+    post-adaptation policy. ``loss``: the inner loss (``"lvc"``: same step, the curvature of
+    :func:`~metarl.core.losses.lvc_loss`). Non-finite losses or gradients raise
     :class:`~metarl.core.checks.NonFiniteError` naming the task.
     """
+    if loss not in _INNER_LOSSES:
+        raise ValueError(f"inner loss {loss!r} is unknown; allowed: {', '.join(_INNER_LOSSES)}")
     params = dict(params)
     if num_tasks(params) != batch.num_tasks:
         raise ValueError(f"{num_tasks(params)} parameter sets for {batch.num_tasks} tasks")
@@ -169,10 +176,10 @@ def inner_step(
     moving = {k: v for k, v in params.items() if k not in frozen}
     constants = {k: params[k].detach() for k in frozen}
 
-    def loss(p: Params, b: TaskBatch, c: Params) -> Tensor:
-        return task_pg_loss(policy, {**p, **c}, b)
+    def task_loss(p: Params, b: TaskBatch, c: Params) -> Tensor:
+        return task_pg_loss(policy, {**p, **c}, b, loss)
 
-    grads, losses = task_grads(lambda p, bc: loss(p, *bc), moving, (batch, constants), mode=mode,
+    grads, losses = task_grads(lambda p, bc: task_loss(p, *bc), moving, (batch, constants), mode=mode,
                                create_graph=not first_order)
     check_finite(f"inner-loop loss (step {step_index})", losses)
     check_finite(f"inner-loop gradient (step {step_index})", grads)
@@ -189,8 +196,9 @@ def adapt(
     first_order: bool = False,
     batched: BatchedMode = "auto",
     frozen: frozenset[str] = frozenset(),
+    loss: InnerLoss = "log_likelihood",
 ) -> Params:
-    """Adapted per-task parameters after one inner step per batch (``frozen``: see :func:`inner_step`).
+    """Adapted per-task parameters after one inner step per batch (``frozen``, ``loss``: see :func:`inner_step`).
 
     Pass a sequence (step ``k`` uses ``batches[k]``, sampled with the step-``k``
     parameters, as in MAML with several inner steps) or one batch reused for
@@ -200,5 +208,5 @@ def adapt(
     adapted = dict(params)
     for k, batch in enumerate(sequence):
         adapted, _ = inner_step(policy, adapted, batch, lr=lr, first_order=first_order, batched=batched, step_index=k,
-                                frozen=frozen)
+                                frozen=frozen, loss=loss)
     return adapted

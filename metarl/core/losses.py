@@ -32,6 +32,20 @@ def pg_loss(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
     return -masked_mean(log_probs * advantages.detach(), mask)
 
 
+def lvc_loss(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
+    """ProMP's low-variance curvature inner loss (Rothfuss et al. 2019): ``-E[pi/stop(pi) A]``.
+
+    Its value and gradient equal :func:`pg_loss`'s, so an inner step with it is the same step; its
+    Hessian adds ``E[grad log pi grad log pi^T A]``, the part of the inner objective's curvature
+    that comes from the episodes having been sampled by the policy itself. Without that part, the
+    second-order meta-gradient rewards a smaller Gaussian std for making the inner step larger and
+    never charges for the exploration it loses, so the std collapses over training; for a Gaussian
+    mean the two parts cancel exactly where the return is locally linear in the action.
+    """
+    ratio = torch.exp(log_probs - log_probs.detach())
+    return -masked_mean(ratio * advantages.detach(), mask)
+
+
 def surrogate_loss(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
     """Likelihood-ratio surrogate ``-E[pi/pi_old A]`` (TRPO's objective)."""
     ratio = torch.exp(log_probs - old_log_probs.detach())

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from metarl.core.adaptation import BatchedMode, TaskBatch, adapt, map_tasks, resolve_batched
+from metarl.core.adaptation import BatchedMode, InnerLoss, TaskBatch, adapt, map_tasks, resolve_batched
 from metarl.core.checks import check_finite
 from metarl.core.losses import kl_divergence, surrogate_loss
 from metarl.core.params import Params, replicate_params
@@ -42,9 +42,10 @@ class MamlObjective:
         first_order: bool = False,
         batched: BatchedMode = "auto",
         frozen: frozenset[str] = frozenset(),
+        inner_loss: InnerLoss = "log_likelihood",
     ) -> None:
         self.policy = policy
-        self.frozen = frozen
+        self.frozen, self.inner_loss = frozen, inner_loss
         self.pre_batches = list(pre_batches)
         self.post_batch = post_batch
         self.inner_lr = inner_lr
@@ -74,6 +75,7 @@ class MamlObjective:
             first_order=self.first_order,
             batched=self.mode,
             frozen=self.frozen,
+            loss=self.inner_loss,
         )
 
     def _task_terms(self, params: Params, batch: TaskBatch, old_out: DistParams, old_log_probs: Tensor) -> tuple[Tensor, Tensor]:
