@@ -135,3 +135,30 @@ def test_linear_baseline_advantages_are_normalized_per_task() -> None:
         assert abs(real.std(unbiased=False).item() - 1.0) < 1e-4
     assert torch.all(adv[mask == 0] == 0)
     torch.testing.assert_close(normalize_advantages(adv, mask), adv, atol=1e-5, rtol=0)
+
+
+def test_episode_weights_give_the_reference_per_episode_means():
+    """``"episode"`` weighting (mask scaled by mean length / own length) reproduces the MAML reference
+    code's ``weighted_mean`` (per-episode time means, then the mean over episodes) and its
+    ``weighted_normalize``, computed here episode by episode; padding stays exactly 0."""
+    from metarl.core.advantages import normalize_advantages
+    from metarl.core.losses import masked_mean
+
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([[10, 3, 7, 1], [10, 10, 10, 10]])
+    mask = (torch.arange(10) < lengths[..., None]).double()
+    x = torch.randn(2, 4, 10, generator=g, dtype=torch.float64) * 3 + 1
+    x = torch.where(mask > 0, x, torch.full_like(x, 7.0))  # junk in the padding must not leak
+    steps = mask.sum(-1, keepdim=True)
+    weights = mask * steps.mean(dim=(-2, -1), keepdim=True) / steps
+    for i in range(2):
+        per_episode = [x[i, j, : lengths[i, j]] for j in range(4)]
+        mean = torch.stack([e.mean() for e in per_episode]).mean()
+        std = torch.stack([((e - mean) ** 2).mean() for e in per_episode]).mean().sqrt()
+        torch.testing.assert_close(masked_mean(x, weights)[i], mean)
+        normalized = normalize_advantages(x, weights)[i]
+        for j, e in enumerate(per_episode):
+            torch.testing.assert_close(normalized[j, : lengths[i, j]], (e - mean) / (std + 1e-8))
+            assert torch.all(normalized[j, lengths[i, j]:] == 0)
+    # with a 0/1 mask the weighting changes nothing
+    torch.testing.assert_close(normalize_advantages(x[1:], weights[1:]), normalize_advantages(x[1:], mask[1:]))

@@ -14,12 +14,14 @@ def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8)
 
     Normalizing per task rather than over the meta-batch keeps a task with large
     rewards from drowning out the others in the meta-gradient (garage's center_adv).
+    ``mask`` may be a weight per step (a task batch's ``"episode"`` weighting): the
+    moments are weighted by it, and padding (weight 0) comes out 0.
     """
     mask = mask.to(advantages.dtype)
-    count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1.0)
+    count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
     mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
-    var = (((advantages - mean) * mask) ** 2).sum(dim=(-2, -1), keepdim=True) / count
-    return (advantages - mean) / (var.sqrt() + eps) * mask
+    var = ((advantages - mean) ** 2 * mask).sum(dim=(-2, -1), keepdim=True) / count
+    return (advantages - mean) / (var.sqrt() + eps) * (mask > 0).to(advantages.dtype)
 
 
 @torch.no_grad()
