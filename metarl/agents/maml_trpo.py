@@ -53,9 +53,10 @@ class MAMLTRPOConfig(CommonConfig):
     step_weighting: str = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
-    inner_loss: InnerLoss = param("log_likelihood", choices=["log_likelihood", "lvc"],
-                                  help="inner loss the meta-gradient differentiates: log_likelihood (MAML's), or lvc "
-                                       "(ProMP's: the same step, plus the curvature of sampling; keeps the std)")
+    inner_loss: InnerLoss = param("lvc", choices=["lvc", "log_likelihood"],
+                                  help="inner loss the meta-gradient differentiates: lvc (ProMP's: the same inner step, "
+                                       "plus the curvature of sampling) or log_likelihood (the MAML paper's, whose "
+                                       "meta-gradient shrinks the std and degrades with training)")
     inner_adapts_std: bool = param(True, help="false: the inner step leaves the log-std alone and treats it as a "
                                    "constant, so no second-order term ties the std to the size of the inner step")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
