@@ -11,27 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import METARL, metarl, user_env
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc (no psutil needed)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.test_sampling_helpers import alive, children
 
 
 def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: int = 2) -> tuple[int, str, list[int]]:
@@ -40,13 +20,13 @@ def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: i
     deadline = time.monotonic() + 120
     kids: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         if len(kids) >= workers:
             time.sleep(1.0)  # let them get to work
             break
         time.sleep(0.1)
     assert proc.poll() is None, "the command ended before its workers started"
-    kids = _children(proc.pid)
+    kids = children(proc.pid)
     os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C reaches the process group
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err, kids
@@ -70,7 +50,7 @@ def test_evaluate_interrupted(process_run, sig):
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err
     time.sleep(0.5)
-    assert kids and not [k for k in kids if _alive(k)], "sampler workers outlived the command"
+    assert kids and not [k for k in kids if alive(k)], "sampler workers outlived the command"
 
 
 def test_train_interrupted_checkpoints_and_leaves_no_workers(process_run):
@@ -79,4 +59,4 @@ def test_train_interrupted_checkpoints_and_leaves_no_workers(process_run):
     assert code == 130, err
     assert "Traceback" not in err and "Resume with" in err
     time.sleep(0.5)
-    assert kids and not [k for k in kids if _alive(k)]
+    assert kids and not [k for k in kids if alive(k)]

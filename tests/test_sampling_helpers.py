@@ -63,9 +63,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-def children(pid: int | None = None) -> set[int]:
-    """Live child pids of ``pid`` (default: this process)."""
-    pid = os.getpid() if pid is None else pid
+def _live_where(field: int, value: int) -> set[int]:
+    """Live (non-zombie) pids whose /proc stat ``field`` (after the command name) equals ``value``."""
     out = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -74,9 +73,19 @@ def children(pid: int | None = None) -> set[int]:
                     fields = f.read().rsplit(")", 1)[1].split()
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if int(fields[1]) == pid and fields[0] != "Z":
+            if int(fields[field]) == value and fields[0] != "Z":
                 out.add(int(entry))
     return out
+
+
+def children(pid: int | None = None) -> set[int]:
+    """Live child pids of ``pid`` (default: this process)."""
+    return _live_where(1, os.getpid() if pid is None else pid)
+
+
+def session(sid: int) -> set[int]:
+    """Live processes of session ``sid`` (a subprocess started with ``start_new_session``)."""
+    return _live_where(3, sid)
 
 
 def test_helpers_see_this_process() -> None:

@@ -26,7 +26,7 @@ from metarl.sampling.backend import call_within
 from metarl.sampling.errors import StepTimeout
 from tests.sampling_faulty_envs import tasks_with
 from tests.sampling_hanging_envs import MARKER_ENV, spec
-from tests.test_sampling_helpers import CounterActor, alive, children, wait_gone
+from tests.test_sampling_helpers import CounterActor, alive, children, session, wait_gone
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
@@ -213,21 +213,6 @@ def test_api_train_with_a_hung_env_ends_in_the_timeout_error(tmp_path: Path) -> 
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
 
 
-def _session(sid: int) -> set[int]:
-    """Live processes of session ``sid`` (the subprocess below starts its own)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.add(int(entry))
-    return out
-
-
 def _metarl() -> list[str]:
     script = Path(sys.executable).with_name("metarl")
     return [str(script)] if script.exists() else [sys.executable, "-m", "metarl"]
@@ -262,6 +247,6 @@ def test_first_sigterm_to_a_hung_train_ends_it_within_the_timeout(tmp_path: Path
     assert "within 2 s (sampling.step_timeout)" in err, err
     assert wait_gone(hung, within=5.0) and not any(alive(p) for p in hung)
     deadline = time.monotonic() + 5
-    while _session(proc.pid) and time.monotonic() < deadline:
+    while session(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _session(proc.pid), "processes of the run outlived it"
+    assert not session(proc.pid), "processes of the run outlived it"
