@@ -223,8 +223,8 @@ def _make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
         raise EnvSpecError(f"unknown Meta-World task in {name!r}{suggest(name[4:], task_names())} write ml1-<task>, "
                            f"e.g. ml1-reach")
     raise EnvSpecError(
-        f"unknown task family {name!r}{suggest(name, known_names())} "
-        f"Known: {', '.join(sorted(_REGISTRY) + sorted(eps) + ['ml1-<task>', 'ml10', 'ml45', 'gym:<id>'])}"
+        f"unknown task family {name!r}{suggest(name, known_names())}; "
+        f"allowed: {', '.join(sorted(_REGISTRY) + sorted(eps) + ['ml1-<task>', 'ml10', 'ml45', 'gym:<id>'])}"
     )
 
 
