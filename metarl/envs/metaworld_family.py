@@ -17,10 +17,13 @@ step; an episode succeeds if any step does.
 
 Speed: ``fast`` (default true) puts bit-identical replacements for Meta-World's Python hot
 spots (the contact scan in ``touching_object``, scipy's ``Rotation.from_matrix`` for object
-quaternions, observation assembly) on the envs this family builds, about halving a step's
-cost; observations, rewards and every ``info`` value equal stock Meta-World 3.1.1 bitwise
-(see :mod:`metarl.envs.metaworld_fast`). ``fast=False`` (``ml1-reach?fast=false``) runs the
-stock code paths. Nothing in the installed package or its classes is modified.
+quaternions, observation assembly, the scalar ``tolerance`` of the rewards) on the envs this
+family builds, instance by instance: a step costs 1.2-3x less (pick-place 357 -> 118 us,
+reach 160 -> 87 us, measured on one core), and observations, rewards and every ``info`` value
+equal stock Meta-World 3.1.1 bitwise (see :mod:`metarl.envs.metaworld_fast`). ``fast=False``
+runs the stock code paths (``MetaWorldFamily(..., fast=False)``; the spec form
+``ml1-reach?fast=false`` needs the registry to pass ``fast`` through). Nothing in the
+installed package or its classes is modified.
 """
 
 from __future__ import annotations

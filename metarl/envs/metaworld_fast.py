@@ -26,7 +26,10 @@ Meta-World 3.1.1 (``tests/test_envs_metaworld_fast.py`` checks full episodes):
   determinant), and hand anything else to scipy itself, so the edge cases are scipy's.
 * ``_get_quat_objects`` is each class's own method, rebuilt with ``Rotation`` bound to
   :class:`_FastRotation` in its globals (a copy: the module's globals are untouched); so a
-  class's own logic (several objects, zero padding) is kept verbatim.
+  class's own logic (several objects, zero padding) is kept verbatim. The reward methods
+  (``compute_reward``, ``_gripper_caging_reward``, ...) are rebuilt the same way with
+  ``reward_utils.tolerance`` replaced by :func:`_fast_tolerance`, which drops the 0-d array
+  round trips but computes the sigmoid with stock ``_sigmoids`` on the same ``np.float64``.
 * ``touching_object`` selects the contacts through MuJoCo's ``data.contact.geom`` array
   instead of Python loops over contact structs, then sums their ``efc_force`` in contact
   order with Python's ``sum`` starting at ``0``, as stock does.
@@ -38,6 +41,7 @@ Meta-World 3.1.1 (``tests/test_envs_metaworld_fast.py`` checks full episodes):
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import Any
@@ -134,11 +138,58 @@ class _FastRotation:
         return _Quat(matrix)
 
 
-def _with_fast_rotation(func: types.FunctionType) -> types.FunctionType:
-    """``func`` with ``Rotation`` in its globals replaced by :class:`_FastRotation` (a new function)."""
+def _with_globals(func: types.FunctionType, replacements: dict[str, Any]) -> types.FunctionType:
+    """A copy of ``func`` whose globals are a copy of its module's with ``replacements`` applied.
+
+    The module, its globals and the class keep the original objects; only the copy sees the fast ones.
+    """
     env_globals = dict(func.__globals__)
-    env_globals["Rotation"] = _FastRotation
+    env_globals.update(replacements)
     return types.FunctionType(func.__code__, env_globals, func.__name__, func.__defaults__, func.__closure__)
+
+
+def _names_in(code: types.CodeType) -> set[str]:
+    """Global names a function's code (nested functions included) may look up."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_in(const)
+    return names
+
+
+_PLAIN = (float, int, np.float64)
+
+
+def _fast_tolerance(x: Any, bounds: tuple[float, float] = (0.0, 0.0), margin: Any = 0.0,
+                    sigmoid: str = "gaussian", value_at_margin: float = 0.1) -> Any:
+    """``metaworld.utils.reward_utils.tolerance`` for a scalar ``x``, without the 0-d array round trips.
+
+    Stock builds ``np.logical_and``/``np.where`` 0-d arrays and calls ``.item()``; for a Python or
+    numpy float the branches below take the same decisions, compute the sigmoid's argument ``d``
+    as the same ``np.float64`` and pass it to stock ``_sigmoids`` itself, so the result is the same
+    float. Anything else (arrays, other dtypes, invalid bounds or margin) goes to stock ``tolerance``.
+    """
+    from metaworld.utils import reward_utils
+
+    lower, upper = bounds
+    if (type(x) not in _PLAIN or type(lower) not in _PLAIN or type(upper) not in _PLAIN
+            or type(margin) not in _PLAIN or lower > upper or margin < 0):
+        return reward_utils.tolerance(x, bounds=bounds, margin=margin, sigmoid=sigmoid,
+                                      value_at_margin=value_at_margin)
+    in_bounds = lower <= x and x <= upper
+    if margin == 0:
+        return 1.0 if in_bounds else 0.0
+    d = np.float64(lower - x if x < lower else x - upper) / margin
+    value = reward_utils._sigmoids(d, value_at_margin, sigmoid)  # evaluated even in bounds, as stock does
+    return 1.0 if in_bounds else float(value)
+
+
+@functools.cache
+def _fast_reward_utils() -> types.SimpleNamespace:
+    """``metaworld.utils.reward_utils`` as seen by the fast methods: the same, with a fast ``tolerance``."""
+    from metaworld.utils import reward_utils
+
+    return types.SimpleNamespace(**{**vars(reward_utils), "tolerance": _fast_tolerance})
 
 
 def _touching_object(self: Any, object_geom_id: int) -> bool:
@@ -188,6 +239,14 @@ def _get_obs(self: Any) -> npt.NDArray[np.float64]:
     return obs
 
 
+# A bound method pickles as ``getattr(env, func.__name__)``: with the attribute's own name an
+# unpickled env (Meta-World pickles its ``__dict__``) gets the class's stock methods back, so it
+# stays exact; it is just no longer fast.
+for _func, _name in ((_touching_object, "touching_object"), (_get_curr_obs_combined_no_goal, "_get_curr_obs_combined_no_goal"),
+                     (_get_obs, "_get_obs")):
+    _func.__name__ = _name
+
+
 def install(env: Any) -> Any:
     """Put the fast methods on one Meta-World v3 env instance (its class and module untouched)."""
     from metaworld.sawyer_xyz_env import SawyerXYZEnv
@@ -211,8 +270,25 @@ def install(env: Any) -> Any:
         env._get_curr_obs_combined_no_goal = types.MethodType(_get_curr_obs_combined_no_goal, env)
     if stock("_get_obs"):
         env._get_obs = types.MethodType(_get_obs, env)
-    quat = cls._get_quat_objects
-    if "Rotation" in quat.__code__.co_names:
-        env._get_quat_objects = types.MethodType(_with_fast_rotation(quat), env)
+    from metaworld.utils import reward_utils
+
+    # Methods of the env's own classes that use scipy's Rotation or Meta-World's tolerance get
+    # rebuilt with the fast stand-ins in their globals (the quaternion and the reward shaping).
+    for name in sorted({n for c in cls.__mro__ for n, v in vars(c).items() if isinstance(v, types.FunctionType)}):
+        if name in vars(env):
+            continue
+        func = getattr(cls, name)
+        if not isinstance(func, types.FunctionType) or not func.__module__.startswith("metaworld."):
+            continue
+        used, glb = _names_in(func.__code__), func.__globals__
+        replacements: dict[str, Any] = {}
+        if "Rotation" in used and "Rotation" in glb:
+            replacements["Rotation"] = _FastRotation
+        if "reward_utils" in used and glb.get("reward_utils") is reward_utils:
+            replacements["reward_utils"] = _fast_reward_utils()
+        if "tolerance" in used and glb.get("tolerance") is reward_utils.tolerance:
+            replacements["tolerance"] = _fast_tolerance
+        if replacements:
+            setattr(env, name, types.MethodType(_with_globals(func, replacements), env))
     env._metarl_fast = True
     return env
