@@ -1,7 +1,9 @@
 """The ``metarl`` command. It only wires the packages together; no logic lives here.
 
-Exit codes: 0 success, 2 bad usage or configuration (the message names the bad
-value), 130 interrupted by Ctrl-C after a clean shutdown.
+Exit codes: 0 success; 1 a failure at run time, reported on one line (the traceback only with
+``--debug`` or ``METARL_DEBUG=1``); 2 bad usage: any :class:`~metarl.errors.UsageError`, or a place
+the user named that cannot be written (the message names the bad value); 130 interrupted by
+Ctrl-C or SIGTERM after a clean shutdown.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from metarl import __version__
 
+#: The same values as metarl.runs.interrupt, spelled here so ``metarl envs`` starts without importing torch.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEBUG_ENV = "METARL_DEBUG"
 

@@ -11,7 +11,7 @@ Exit codes used by ``metarl`` commands:
 
 =====  =====================================================================
 0      success (:data:`EXIT_OK`)
-1      unexpected error, traceback printed (:data:`EXIT_FAILURE`)
+1      failure at run time, one line (traceback with ``--debug``) (:data:`EXIT_FAILURE`)
 2      usage or configuration error, e.g. a bad ``--set`` (:data:`EXIT_USAGE`)
 130    interrupted; a checkpoint was written and the run can be resumed
        with ``metarl train --resume RUN_DIR`` (:data:`EXIT_INTERRUPTED`,
