@@ -35,3 +35,14 @@ def test_core_quick_writes_both_files_where_told(tmp_path: Path) -> None:
 def test_old_prefix_option_is_rejected() -> None:
     with pytest.raises(SystemExit):
         bench_core.main(["--quick", "--output", "x"])
+
+
+def test_metaworld_quick_measures_stock_fast_and_physics(tmp_path: Path) -> None:
+    from metarl.bench import metaworld as bench_metaworld
+
+    assert bench_metaworld.main(["--quick", "--classes", "reach-v3", "--out", str(tmp_path)]) == 0
+    import json
+
+    row = json.loads((tmp_path / "bench_metaworld.json").read_text())["rows"]["reach-v3"]
+    assert 0 < row["physics"] < row["fast"] and 0 < row["physics"] < row["stock"]
+    assert "fast / physics limit" in (tmp_path / "bench_metaworld.md").read_text()
