@@ -7,3 +7,6 @@ The package is organised along the data flow of a meta-RL run::
 """
 
 __version__ = "0.1.0"
+
+#: Seeds feed numpy, torch and the sampler's hash alike, so they must fit all three: [0, 2**32).
+SEED_LIMIT = 2**32

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from metarl import SEED_LIMIT
 from metarl.agents import agent_class
 from metarl.core import resolve_device
 from metarl.envs import make_family
@@ -43,8 +44,6 @@ DEFAULTS = Path(__file__).resolve().parent / "defaults"
 """Per-family defaults, shipped as package data so an installed metarl (a wheel, ``pip install .``)
 trains with the same resolved config as a source checkout. ``experiments/`` holds experiment
 configs and results; the package never reads it unless a user passes a file from it."""
-
-SEED_LIMIT = 2**32
 
 
 def defaults_file(agent: str, env: str) -> Path | None:

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl import __version__
+from metarl import SEED_LIMIT, __version__
 
 #: The same values as metarl.runs.interrupt, spelled here so ``metarl envs`` starts without importing torch.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -81,7 +81,7 @@ def _int_at_least(low: int, name: str):
     return parse
 
 
-_SEED_MAX = 2**32 - 1
+_SEED_MAX = SEED_LIMIT - 1
 
 
 def _seed(text: str) -> int:

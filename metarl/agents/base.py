@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +34,7 @@ from metarl.sampling.actors import space_dims as sampling_space_dims
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 Params = Mapping[str, Tensor]
+StepWeighting = Literal["step", "episode"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class PolicyActor:
 
 
 def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device,
-               weighting: str = "step") -> TaskBatch:
+               weighting: StepWeighting = "step") -> TaskBatch:
     """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go.
 
     ``weighting`` is how a task's losses (and the advantage normalization) average its steps:

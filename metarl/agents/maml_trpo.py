@@ -24,7 +24,15 @@ from typing import Any
 
 import torch
 
-from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats, space_dims, task_batch
+from metarl.agents.base import (
+    CommonConfig,
+    MetaAgent,
+    PolicyActor,
+    StepWeighting,
+    episode_stats,
+    space_dims,
+    task_batch,
+)
 from metarl.core import BatchedMode, InnerLoss, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
 from metarl.envs import Task, TaskFamily
 from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
@@ -50,7 +58,7 @@ class MAMLTRPOConfig(CommonConfig):
     line_search_steps: int = param(15, min=1, help="backtracking line-search candidates before the step is rejected")
     backtrack_ratio: float = param(0.8, min=0.0, max=1.0, exclusive_min=True, exclusive_max=True,
                                    help="line search: each candidate is this fraction of the previous one")
-    step_weighting: str = param("step", choices=["step", "episode"],
+    step_weighting: StepWeighting = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
     inner_loss: InnerLoss = param("lvc", choices=["lvc", "log_likelihood"],
