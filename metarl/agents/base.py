@@ -50,6 +50,8 @@ class SamplingConfig:
     step_timeout: float | None = param(DEFAULT_STEP_TIMEOUT, min=0.0, exclusive_min=True,
                                        help="seconds one batched env step or reset of a worker may take before "
                                             "the run fails with an error naming the env (null: no limit)")
+    env_threads: int | None = param(None, min=1, help="threads each worker steps a batched family's physics on "
+                                                      "(MuJoCo locomotion); null: its share of the cores")
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class MetaAgent(ABC):
         self.rng = np.random.default_rng(seed)
         sampling: SamplingConfig = config.sampling
         self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address,
-                                    timeout=sampling.step_timeout)
+                                    timeout=sampling.step_timeout, env_threads=sampling.env_threads)
 
     def warm_start(self, source: str, load: Callable[[dict[str, Tensor]], Any], shape: str) -> None:
         """``init_from``: load another run's network (its checkpoint's ``agent.net``) with ``load``.

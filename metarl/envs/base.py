@@ -13,12 +13,15 @@ import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from metarl.errors import UsageError
+
+if TYPE_CHECKING:
+    from metarl.envs.env_batch import EnvBatch
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -145,6 +148,17 @@ class TaskFamily(ABC):
             return env
         env.close()
         return self.make_env(task)
+
+    def make_batch(self, threads: int = 1) -> EnvBatch:
+        """The slots a sampler worker steps together (:mod:`metarl.envs.env_batch`).
+
+        By default a loop over :meth:`make_env` envs, which is all a family has to provide.
+        Families whose physics can be stepped as a batch override it (the MuJoCo locomotion
+        families); ``threads`` is the share of cores the calling worker may use.
+        """
+        from metarl.envs.env_batch import GymEnvBatch
+
+        return GymEnvBatch(self)
 
     def describe(self) -> dict[str, Any]:
         """What ``metarl envs`` prints: spaces, horizon and split sizes."""

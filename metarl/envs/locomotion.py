@@ -14,6 +14,11 @@ contact forces; +1 while healthy). Ant episodes still terminate when the
 torso leaves the healthy height range. Horizon is 200 for all four.
 halfcheetah-dir has only two tasks, so train and test are the same two
 directions, as in the papers.
+
+Speed: samplers step these families as one batch per worker, physics in C and the rest in
+numpy (:mod:`metarl.envs.mujoco_batch`), bit-identical to the gymnasium envs built by
+``make_env``. ``batched=false`` (``halfcheetah-vel?batched=false``) steps the gymnasium envs
+one by one instead, the reference path.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.base import Task, TaskFamily, TaskWrapper, require, split_stream
+from metarl.envs.env_batch import EnvBatch
 
 
 class LocomotionTaskEnv(TaskWrapper, gym.utils.RecordConstructorArgs):
@@ -64,9 +70,11 @@ class _Locomotion(TaskFamily):
     ctrl_weight = 0.05
     env_kwargs: dict = {}
 
-    def __init__(self, horizon: int = 200) -> None:
-        require(isinstance(horizon, int) and horizon >= 1, self.name, f"horizon={horizon!r} must be an integer >= 1")
-        self.horizon = horizon
+    def __init__(self, horizon: int = 200, batched: bool = True) -> None:
+        require(isinstance(horizon, int) and not isinstance(horizon, bool) and horizon >= 1, self.name,
+                f"horizon={horizon!r} must be an integer >= 1")
+        require(isinstance(batched, bool), self.name, f"batched={batched!r}; allowed: true or false")
+        self.horizon, self.batched = horizon, batched
         self._spaces: tuple[gym.Space, gym.Space] | None = None
 
     def _base_env(self) -> gym.Env:
@@ -90,13 +98,20 @@ class _Locomotion(TaskFamily):
     def make_env(self, task: Task) -> gym.Env:
         return LocomotionTaskEnv(self._base_env(), task, self.kind, self.ctrl_weight)
 
+    def make_batch(self, threads: int = 1) -> EnvBatch:
+        if not self.batched:
+            return super().make_batch(threads)
+        from metarl.envs.mujoco_batch import LocomotionBatch
+
+        return LocomotionBatch(self, threads)
+
 
 class HalfCheetahVel(_Locomotion):
     name, kind, env_id = "halfcheetah-vel", "vel", "HalfCheetah-v5"
     description = "HalfCheetah-v5 running at a target velocity ~ U[low, high] (MAML)"
 
-    def __init__(self, low: float = 0.0, high: float = 3.0, horizon: int = 200) -> None:
-        super().__init__(horizon)
+    def __init__(self, low: float = 0.0, high: float = 3.0, horizon: int = 200, batched: bool = True) -> None:
+        super().__init__(horizon, batched)
         require(low >= 0 and high >= 0, self.name, f"velocity range [{low}, {high}] is invalid; bounds must be >= 0")
         require(low < high, self.name, f"velocity range [{low}, {high}] is invalid; low must be < high")
         self.low, self.high = float(low), float(high)
@@ -127,8 +142,8 @@ class AntDir(_Locomotion):
     env_kwargs = {"include_cfrc_ext_in_observation": False}
     description = "Ant-v5 running forward/backward (MAML), or any planar direction with planar=true"
 
-    def __init__(self, planar: bool = False, horizon: int = 200) -> None:
-        super().__init__(horizon)
+    def __init__(self, planar: bool = False, horizon: int = 200, batched: bool = True) -> None:
+        super().__init__(horizon, batched)
         self.planar = bool(planar)
 
     def split_size(self, split):
@@ -153,8 +168,8 @@ class AntGoal(_Locomotion):
     env_kwargs = {"include_cfrc_ext_in_observation": False, "exclude_current_positions_from_observation": False}
     description = "Ant-v5 walking to a goal uniform in a disk of radius 3 (ProMP)"
 
-    def __init__(self, radius: float = 3.0, horizon: int = 200) -> None:
-        super().__init__(horizon)
+    def __init__(self, radius: float = 3.0, horizon: int = 200, batched: bool = True) -> None:
+        super().__init__(horizon, batched)
         require(radius > 0, self.name, f"radius={radius!r} must be > 0")
         self.radius = float(radius)
 

@@ -29,6 +29,7 @@ it.
 from __future__ import annotations
 
 import _signal
+import os
 import signal
 import threading
 import time
@@ -86,6 +87,26 @@ class Backend(ABC):
 
     def describe(self) -> str:
         return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def env_threads(requested: int | None, workers: int) -> int:
+    """Threads each of ``workers`` workers may step a batched family's physics on.
+
+    ``requested`` (``sampling.env_threads``) wins; by default each worker gets its share of
+    this machine's cores, so a serial sampler uses them all from one process and ``process``
+    workers do not oversubscribe them. Results never depend on it.
+    """
+    if requested is not None:
+        return int(requested)
+    return max(1, available_cores() // max(1, workers))
 
 
 def command_timeout(cmd: str, step_timeout: float | None) -> float | None:

@@ -37,6 +37,7 @@ from metarl.sampling.backend import (
     Backend,
     command_timeout,
     describe_slots,
+    env_threads,
     driver_wait,
     hung_message,
     partition,
@@ -74,8 +75,9 @@ class ProcessBackend(Backend):
     name = "process"
 
     def __init__(self, spec: str, workers: int, horizon: int | None = None, *, start_method: str = "spawn",
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, threads: int | None = None) -> None:
         self.spec, self.workers, self.horizon, self.timeout = spec, workers, horizon, timeout
+        self.threads = env_threads(threads, workers)
         self._ctx = mp.get_context(start_method)
         self._procs: list[mp.process.BaseProcess] = []
         self._conns: list[Connection] = []
@@ -94,7 +96,7 @@ class ProcessBackend(Backend):
             for i in range(self.workers):
                 parent, child = self._ctx.Pipe()
                 proc = self._ctx.Process(target=process_worker_main,
-                                         args=(child, self.spec, i, self.horizon, self.timeout),
+                                         args=(child, self.spec, i, self.horizon, self.timeout, self.threads),
                                          name=f"metarl-sampler-{i}", daemon=True)
                 with _born_ignoring_sigint():
                     proc.start()

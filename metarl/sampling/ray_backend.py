@@ -99,13 +99,13 @@ class RayWorker:
     """The actor class (wrapped with ``ray.remote`` at use, so importing this module needs no Ray)."""
 
     def __init__(self, spec: str, index: int, horizon: int | None, sys_path: list[str],
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, threads: int = 1) -> None:
         # Plug-in families live in the driver's sys.path; make them importable here too.
         for path in reversed(sys_path):
             if path and path not in sys.path and os.path.isdir(path):
                 sys.path.insert(0, path)
         name = f"ray worker {index} (pid {os.getpid()} on {socket.gethostname()})"
-        self.core = WorkerCore(spec, name, horizon, shared=False, timeout=timeout)
+        self.core = WorkerCore(spec, name, horizon, shared=False, timeout=timeout, threads=threads)
 
     def call(self, cmd: str, *args: Any) -> tuple[str, Any]:
         return self.core.call(cmd, args)
@@ -131,7 +131,7 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, spec: str, workers: int | None, horizon: int | None = None, *, address: str | None = None,
-                 timeout: float | None = None, cpus_per_worker: float = 1.0) -> None:
+                 timeout: float | None = None, cpus_per_worker: float = 1.0, threads: int | None = None) -> None:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - ray is an optional dependency
@@ -166,6 +166,8 @@ class RayBackend(Backend):
                 f"workers={self.workers} needs {self.workers * cpus_per_worker:g} free CPUs but only {free:g} of the "
                 f"Ray cluster's {cpus:g} are free (other actors hold the rest); allowed now: "
                 f"workers <= {int(free // cpus_per_worker)}, or close other samplers first")
+        # an actor holds cpus_per_worker of Ray's CPUs: that many threads may step its physics
+        self.threads = int(threads) if threads is not None else max(1, int(cpus_per_worker))
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(RayWorker)
         self._ranges: list[tuple[int, int]] = []
         self._tasks: list[Task] = []
@@ -182,7 +184,7 @@ class RayBackend(Backend):
     # -- lifecycle ----------------------------------------------------------------
     def _start(self) -> None:
         path = [p for p in sys.path if p]
-        self._actors = [self._actor_cls.remote(self.spec, i, self.horizon, path, self.timeout)
+        self._actors = [self._actor_cls.remote(self.spec, i, self.horizon, path, self.timeout, self.threads)
                         for i in range(self.workers)]
         identities = self._call_all([("identity", ())] * self.workers, "starting")
         self.pids, self._names = [pid for pid, _ in identities], [name for _, name in identities]

@@ -303,7 +303,7 @@ def _check_workers(backend: str, workers: int | None) -> None:
 
 def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int | None = None,
                  ray_address: str | None = None, *, max_episode_steps: int | None = None,
-                 timeout: float | None = None, start_method: str = "spawn") -> Sampler:
+                 timeout: float | None = None, start_method: str = "spawn", env_threads: int | None = None) -> Sampler:
     """Build a sampler for ``family`` on ``backend`` (``serial``, ``process`` or ``ray``).
 
     ``workers``: worker processes (``process``, default one per core) or Ray
@@ -316,6 +316,10 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     Every backend enforces it; see :func:`metarl.sampling.backend.call_within`
     for what an in-process alarm cannot interrupt.
     ``max_episode_steps`` truncates episodes before the family's horizon.
+    ``env_threads`` (``sampling.env_threads``): threads each worker may step a batched family's
+    physics on (:meth:`TaskFamily.make_batch`); ``None``: its share of the cores (all of them for
+    ``serial``, ``cores // workers`` for ``process``, its CPUs for a Ray actor). Results never
+    depend on it.
     """
     if backend not in BACKENDS:
         raise SamplerConfigError(f"backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
@@ -325,6 +329,9 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
                                  "allowed: ray_address only with backend='ray'")
     if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
         raise SamplerConfigError(f"max_episode_steps={max_episode_steps!r} is invalid; allowed: an integer >= 1")
+    if env_threads is not None and (isinstance(env_threads, bool) or not isinstance(env_threads, int)
+                                    or env_threads < 1):
+        raise SamplerConfigError(f"env_threads={env_threads!r} is invalid; allowed: an integer >= 1, or None")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not (timeout > 0 and math.isfinite(timeout))):
         raise SamplerConfigError(f"timeout={timeout!r} is invalid; allowed: seconds > 0, or None")
@@ -336,14 +343,15 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     if backend == "serial":
         from metarl.sampling.serial import SerialBackend
 
-        impl: Backend = SerialBackend(fam, max_episode_steps, timeout=timeout)
+        impl: Backend = SerialBackend(fam, max_episode_steps, timeout=timeout, threads=env_threads)
     elif backend == "process":
         from metarl.sampling.process import ProcessBackend
 
         impl = ProcessBackend(spec, int(workers or os.cpu_count() or 1), max_episode_steps,
-                              start_method=start_method, timeout=timeout)
+                              start_method=start_method, timeout=timeout, threads=env_threads)
     else:
         from metarl.sampling.ray_backend import RayBackend
 
-        impl = RayBackend(spec, workers, max_episode_steps, address=ray_address, timeout=timeout)
+        impl = RayBackend(spec, workers, max_episode_steps, address=ray_address, timeout=timeout,
+                          threads=env_threads)
     return Sampler(fam, impl, max_episode_steps)

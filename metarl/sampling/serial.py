@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from metarl.envs import Task, TaskFamily
-from metarl.sampling.backend import Backend, call_within, command_timeout
+from metarl.sampling.backend import Backend, call_within, command_timeout, env_threads
 from metarl.sampling.buffers import Layout, StepBuffers
 from metarl.sampling.errors import RemoteFailure
 from metarl.sampling.stepper import EnvStepper
@@ -30,13 +30,15 @@ CLOSE_TIMEOUT = 5.0
 class SerialBackend(Backend):
     name = "serial"
 
-    def __init__(self, family: TaskFamily, horizon: int | None = None, *, timeout: float | None = None) -> None:
+    def __init__(self, family: TaskFamily, horizon: int | None = None, *, timeout: float | None = None,
+                 threads: int | None = None) -> None:
         self.workers = 1
         self.family, self.horizon, self.timeout = family, horizon, timeout
+        self.threads = env_threads(threads, 1)
         self.stepper = self._new_stepper()
 
     def _new_stepper(self) -> EnvStepper:
-        return EnvStepper(self.family, "serial sampler (in-process)", self.horizon)
+        return EnvStepper(self.family, "serial sampler (in-process)", self.horizon, self.threads)
 
     def configure(self, tasks: Sequence[Task], labels: Sequence[str], layout: Layout) -> StepBuffers:
         buf = StepBuffers.allocate(layout)

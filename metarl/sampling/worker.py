@@ -42,9 +42,10 @@ class WorkerCore:
     ``timeout`` is the step timeout (:func:`~metarl.sampling.backend.command_timeout`).
     """
 
-    def __init__(self, spec: str, name: str, horizon: int | None, shared: bool, timeout: float | None = None) -> None:
+    def __init__(self, spec: str, name: str, horizon: int | None, shared: bool, timeout: float | None = None,
+                 threads: int = 1) -> None:
         self.name, self.shared, self.timeout = name, shared, timeout
-        self.stepper = EnvStepper(make_family(spec), name, horizon)
+        self.stepper = EnvStepper(make_family(spec), name, horizon, threads)
         self._shm: SharedBlock | None = None
         self._full: StepBuffers | None = None
 
@@ -100,7 +101,7 @@ class WorkerCore:
 
 
 def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | None,
-                        timeout: float | None = None) -> None:
+                        timeout: float | None = None, threads: int = 1) -> None:
     """Entry point of a ``process``-backend worker: serve commands until told to stop or the driver goes.
 
     SIGINT is ignored (from birth, see ``process._born_ignoring_sigint``):
@@ -111,7 +112,7 @@ def process_worker_main(conn: Connection, spec: str, index: int, horizon: int | 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name = f"process worker {index} (pid {os.getpid()})"
     try:
-        core = WorkerCore(spec, name, horizon, shared=True, timeout=timeout)
+        core = WorkerCore(spec, name, horizon, shared=True, timeout=timeout, threads=threads)
     except Exception as exc:
         conn.send(("err", RemoteFailure.capture(name, exc)))
         return
