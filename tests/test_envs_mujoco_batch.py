@@ -135,7 +135,8 @@ def stepper_for(spec: str, n: int) -> EnvStepper:
 
 
 @pytest.mark.parametrize("blow_up", ["qvel", "qpos"])
-def test_unstable_simulation_names_slot_task_and_warning(blow_up: str) -> None:
+def test_unstable_simulation_names_slot_task_and_warning(blow_up: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MuJoCo appends its warnings to ./MUJOCO_LOG.TXT
     stepper = stepper_for("ant-goal", 6)
     stepper.buf.actions[:] = 0.1
     stepper.step()

@@ -1,13 +1,26 @@
-"""``metarl bench sampling``: environment steps per second of each sampler backend.
+"""``metarl bench sampling``: env steps per second against the stock envs and the physics limit.
 
-Every backend is measured against a *bare loop* over the same envs with the
-same batched policy forward (one ``actor.act`` for all envs, then
-``env.step`` env by env, ``reset`` on done): the best a Python driver can do
-without any bookkeeping. Measurements are interleaved (bare, serial, process,
-ray, bare, ...) and the median of the repeats is reported, so that load from
-other processes hits all contenders alike.
+Per family, measured side by side in one run on the same tasks (random actions, so the policy's
+cost is left out and what is compared is env stepping):
 
-Writes ``experiments/results/bench_sampling.md`` and ``.json``.
+* **stock loop**: the stock envs (gymnasium ``HalfCheetah-v5`` / ``Ant-v5``, Meta-World 3.1.1's
+  own code) stepped in a Python loop, one process; reset when an episode ends;
+* **physics**: the same envs' models and data doing nothing but ``mj_step`` x ``frame_skip``,
+  on one core and on all of them (threads: ``mj_step`` releases the GIL). No implementation of a
+  step goes below it;
+* **rollout**: (MuJoCo families) ``mujoco.rollout`` with a thread pool, called once per policy
+  step as a sampler would, which is what :mod:`metarl.envs.mujoco_batch` chose not to use;
+* **metarl serial, 1 core** / **all cores**: ``make_sampler(backend="serial")`` with
+  ``env_threads=1`` / every core (the batched MuJoCo families step their physics on threads);
+* **metarl process xN**: one worker process per core;
+* **metarl ray xN** (unless ``--no-ray``).
+
+Every row shows its rate against the stock loop and against the physics rate on the same number
+of cores. Measurements are interleaved (each repeat runs every contender once, order rotated)
+and the median is reported, so load from other jobs hits all contenders alike. Meta-World
+episodes are truncated to ``--mw-horizon`` steps (default 100) to keep a measurement short.
+
+Writes ``bench_sampling.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -16,20 +29,29 @@ import argparse
 import os
 import platform
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from metarl.bench import add_out_argument, out_folder, write_report
-from metarl.envs import make_family
-from metarl.sampling import MLPPolicy, TaskParamsActor, make_sampler, stack_params
+from metarl.envs import Task, TaskFamily, make_family
+from metarl.sampling import make_sampler
+from metarl.sampling.actor import ActorOutput
+from metarl.sampling.backend import available_cores
 
-#: family -> (tasks, episodes per task): about 8,000 to 25,000 steps per measurement.
-FULL = {"point-nav": (10, 8), "halfcheetah-vel": (10, 4), "ml1-reach": (10, 5)}  # ml1: the shipped ML1 config batch
-QUICK = {"point-nav": (4, 2), "halfcheetah-vel": (2, 2), "ml1-reach": (2, 1)}
+#: family -> [(tasks, episodes per task), ...]: the locomotion families at 40 envs (the issue's probe)
+#: and at 200 (a MAML/ProMP meta-batch is 40 tasks x 20 episodes, so hundreds of envs is the
+#: usual case); the ML10 row samples its tasks class-balanced, one per class.
+FULL = {"halfcheetah-vel": [(10, 4), (20, 10)], "ant-goal": [(10, 4), (20, 10)], "ml1-reach": [(10, 2)],
+        "ml1-pick-place": [(10, 2)], "ml10": [(10, 2)], "point-nav": [(10, 8)]}
+QUICK = {"halfcheetah-vel": [(2, 2)], "ant-goal": [(2, 2)], "ml1-reach": [(2, 1)], "ml1-pick-place": [(2, 1)],
+         "ml10": [(2, 1)], "point-nav": [(2, 2)]}
+LOCOMOTION = ("halfcheetah-vel", "ant-goal")
+METAWORLD = ("ml1-reach", "ml1-pick-place", "ml10")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -40,53 +62,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def bare_loop(family, tasks, actor, episodes_per_task: int, seed: int) -> Callable[[], int]:
-    """A minimal loop over the same envs and the same batched forward; returns steps taken."""
-    T, S = len(tasks), episodes_per_task
-    envs = [family.make_env(task) for task in tasks for _ in range(S)]
-    space = family.action_space
-    obs_shape = family.observation_space.shape
-    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
-    horizon = family.horizon
-
-    def run() -> int:
-        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-        state = actor.initial_state(T, S)
-        gen = torch.Generator().manual_seed(seed)
-        start = torch.zeros(T, S, dtype=torch.bool)
-        with torch.no_grad():
-            for _ in range(horizon):
-                actions, _, state, _ = actor.act(torch.from_numpy(obs).view(T, S, *obs_shape), state, start, gen)
-                a = np.clip(actions.reshape(len(envs), -1).numpy(), low, high)
-                for i, env in enumerate(envs):
-                    o, _, term, trunc, _ = env.step(a[i])
-                    obs[i] = env.reset()[0] if term or trunc else o
-        return len(envs) * horizon
-
-    return run
-
-
-def _sampler_run(sampler, tasks, actor, episodes_per_task: int, seed: int) -> Callable[[], int]:
-    def run() -> int:
-        return sampler.sample(tasks, actor, episodes_per_task, seed=seed).n_steps
-
-    return run
-
-
-def forward_cost(actor, T: int, S: int, obs_dim: int, reps: int = 200) -> float:
-    """Seconds per batched policy forward for ``T x S`` envs (the part worker-side inference would split)."""
-    obs = torch.zeros(T, S, obs_dim)
-    state = actor.initial_state(T, S)
-    gen = torch.Generator().manual_seed(0)
-    start = torch.zeros(T, S, dtype=torch.bool)
-    with torch.no_grad():
-        actor.act(obs, state, start, gen)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            actor.act(obs, state, start, gen)
-    return (time.perf_counter() - t0) / reps
 
 
 def machine() -> dict[str, Any]:
@@ -105,122 +80,248 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_family(spec: str, n_tasks: int, eps: int, contenders: list[tuple[str, str, int | None]], repeats: int,
-                 seed: int) -> dict[str, Any]:
+class RandomActor:
+    """Uniform random actions in [-1, 1] from the sampler's generator: env stepping, not a policy."""
+
+    def __init__(self, act_dim: int) -> None:
+        self.act_dim = act_dim
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> None:
+        return None
+
+    def act(self, obs: torch.Tensor, state: None, episode_start: torch.Tensor, generator: torch.Generator):
+        T, S = obs.shape[:2]
+        actions = torch.rand(T, S, self.act_dim, generator=generator) * 2 - 1
+        return ActorOutput(actions, torch.zeros(T, S), None, {})
+
+    def observe(self, state: None, actions, rewards, dones) -> None:
+        return None
+
+
+def stock_family(spec: str) -> TaskFamily:
+    """The family on its stock code paths: gymnasium envs one by one, Meta-World's own step."""
+    if spec in LOCOMOTION:
+        return make_family(f"{spec}?batched=false")
+    if spec in METAWORLD:
+        return make_family(f"{spec}?fast=false")
+    return make_family(spec)
+
+
+def stock_envs(spec: str, tasks: Sequence[Task], eps: int) -> list[Any]:
+    """One stock env per slot: the bare gymnasium env for locomotion (no metarl wrapper at all)."""
+    family = stock_family(spec)
+    if spec in LOCOMOTION:
+        return [family._base_env() for _ in tasks for _ in range(eps)]
+    return [family.make_env(task) for task in tasks for _ in range(eps)]
+
+
+def stock_loop(envs: list[Any], horizon: int, seed: int) -> Callable[[], int]:
+    """Every env steps ``horizon`` times with random actions; an env whose episode ends is reset."""
+    rng = np.random.default_rng(seed)
+    shape = envs[0].action_space.shape
+
+    def run() -> int:
+        for i, env in enumerate(envs):
+            env.reset(seed=seed + i)
+        actions = rng.uniform(-1, 1, size=(horizon, len(envs), *shape)).astype(np.float32)
+        for t in range(horizon):
+            for i, env in enumerate(envs):
+                _, _, term, trunc, _ = env.step(actions[t, i])
+                if term or trunc:
+                    env.reset()
+        return horizon * len(envs)
+
+    return run
+
+
+def physics_loop(envs: list[Any], horizon: int, threads: int, seed: int) -> Callable[[], int]:
+    """``mj_step`` x ``frame_skip`` on the envs' own models and data, split over ``threads`` threads.
+
+    With random controls written before each step, as the envs get them: the physics of a
+    cheetah moving costs less than that of one lying still (fewer contacts), so controls left at
+    zero would understate the limit.
+    """
+    import mujoco
+
+    parts = [(e.unwrapped.model, e.unwrapped.data, int(e.unwrapped.frame_skip)) for e in envs]
+    nu = parts[0][0].nu
+    controls = np.random.default_rng(seed).uniform(-1, 1, size=(horizon, len(envs), nu))
+    chunks = [list(range(k, len(parts), threads)) for k in range(threads)]
+
+    def work(chunk: list[int]) -> None:
+        step = mujoco.mj_step
+        for t in range(horizon):
+            for i in chunk:
+                model, data, skip = parts[i]
+                data.ctrl[:] = controls[t, i]
+                step(model, data, skip)
+
+    def run() -> int:
+        for e in envs:
+            e.reset(seed=0)
+        if threads == 1:
+            work(parts)
+        else:
+            pool = [threading.Thread(target=work, args=(c,)) for c in chunks]
+            for th in pool:
+                th.start()
+            for th in pool:
+                th.join()
+        return horizon * len(envs)
+
+    return run
+
+
+def rollout_loop(envs: list[Any], horizon: int, threads: int) -> Callable[[], int]:
+    """``mujoco.rollout`` called once per policy step for the whole batch, carrying the states."""
+    import mujoco
+    from mujoco import rollout
+
+    base = [e.unwrapped for e in envs]
+    model, skip = base[0].model, int(base[0].frame_skip)
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    runner = rollout.Rollout(nthread=threads)
+    datas = [mujoco.MjData(model) for _ in range(max(1, threads))]
+    state = np.empty((len(base), mujoco.mj_stateSize(model, spec)))
+    rng = np.random.default_rng(0)
+
+    def run() -> int:
+        for i, b in enumerate(base):
+            b.reset(seed=0)
+            mujoco.mj_getState(model, b.data, state[i], spec)
+        current = state.copy()
+        out = np.empty((len(base), skip, state.shape[1]))
+        models = [model] * len(base)
+        for _ in range(horizon):
+            ctrl = np.repeat(rng.uniform(-1, 1, (len(base), 1, model.nu)), skip, axis=1)
+            runner.rollout(models, datas, current, ctrl, nstep=skip, state=out)
+            current = out[:, -1].copy()
+        return horizon * len(envs)
+
+    run.close = runner.close  # type: ignore[attr-defined]
+    return run
+
+
+def sampler_run(spec: str, tasks: Sequence[Task], eps: int, horizon: int, seed: int, **kwargs: Any):
+    sampler = make_sampler(spec, max_episode_steps=horizon, **kwargs)
+    actor = RandomActor(int(np.prod(sampler.family.action_space.shape)))
+
+    def run() -> int:
+        return sampler.sample(tasks, actor, eps, seed=seed).n_steps
+
+    return sampler, run
+
+
+def bench_family(spec: str, n_tasks: int, eps: int, repeats: int, seed: int, mw_horizon: int,
+                 ray: bool) -> dict[str, Any]:
+    cores = available_cores()
     family = make_family(spec)
+    horizon = min(family.horizon, mw_horizon) if spec in METAWORLD else family.horizon
     tasks = family.sample(n_tasks, np.random.default_rng(seed))
-    policy = MLPPolicy(int(np.prod(family.observation_space.shape)), family.action_space)
-    actor = TaskParamsActor(policy, stack_params(policy, n_tasks))
-    runs: dict[str, Callable[[], int]] = {"bare loop": bare_loop(family, tasks, actor, eps, seed)}
+    envs = stock_envs(spec, tasks, eps)
+    mujoco_family = spec != "point-nav"
+    runs: dict[str, tuple[Callable[[], int], int]] = {"stock loop": (stock_loop(envs, horizon, seed), 1)}
+    if mujoco_family:
+        runs["physics, 1 core"] = (physics_loop(envs, horizon, 1, seed), 1)
+        runs[f"physics, {cores} cores"] = (physics_loop(envs, horizon, cores, seed), cores)
+    if spec in LOCOMOTION:
+        runs[f"mujoco.rollout, {cores} threads"] = (rollout_loop(envs, horizon, cores), cores)
+    contenders: list[tuple[str, int, dict[str, Any]]] = [("metarl serial, 1 core", 1, {"env_threads": 1})]
+    if spec in LOCOMOTION:
+        contenders.append((f"metarl serial, {cores} cores", cores, {"env_threads": cores}))
+    contenders.append((f"metarl process x{cores}", cores, {"backend": "process", "workers": cores}))
+    if ray:
+        contenders.append((f"metarl ray x{cores}", cores, {"backend": "ray", "workers": cores}))
     samplers = []
     try:
-        for label, backend, workers in contenders:
-            t0 = time.perf_counter()
-            s = make_sampler(spec, backend=backend, workers=workers)
-            samplers.append(s)
-            runs[label] = _sampler_run(s, tasks, actor, eps, seed)
-            runs[label]()  # warm-up: builds the envs in the workers
-            print(f"  {label}: started and warmed up in {time.perf_counter() - t0:.1f} s", flush=True)
-        runs["bare loop"]()
+        for label, used, kwargs in contenders:
+            sampler, run = sampler_run(spec, tasks, eps, horizon, seed, **kwargs)
+            samplers.append(sampler)
+            run()  # warm-up: builds the envs (in the workers)
+            runs[label] = (run, used)
         rates: dict[str, list[float]] = {k: [] for k in runs}
-        cpu_rates: dict[str, list[float]] = {k: [] for k in runs}
-        pids = {label: list(getattr(s.backend, "pids", [])) for (label, _, _), s in zip(contenders, samplers)}
-        for _ in range(repeats):
-            for label, run in runs.items():
-                workers = pids.get(label, [])
-                w0 = [cpu_seconds(p) for p in workers]
-                t0, c0 = time.perf_counter(), time.process_time()
-                steps = run()
-                rates[label].append(steps / (time.perf_counter() - t0))
-                # Critical-path CPU: the driver's CPU plus the busiest worker's. Workers wait for the
-                # driver's forward and vice versa, so this bounds the wall time on otherwise idle cores.
-                busiest = max((cpu_seconds(p) - w for p, w in zip(workers, w0, strict=True)), default=0.0)
-                cpu_rates[label].append(steps / max(time.process_time() - c0 + busiest, 1e-9))
+        names = list(runs)
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                t0 = time.perf_counter()
+                steps = runs[name][0]()
+                rates[name].append(steps / (time.perf_counter() - t0))
     finally:
         for s in samplers:
             s.close()
+        for run, _ in runs.values():
+            getattr(run, "close", lambda: None)()
+        for e in envs:
+            e.close()
     median = {k: statistics.median(v) for k, v in rates.items()}
-    cpu_median = {k: statistics.median(v) for k, v in cpu_rates.items()}
-    n = n_tasks * eps
-    fwd_full = forward_cost(actor, n_tasks, eps, policy.net[0].in_features)
-    fwd_half = forward_cost(actor, n_tasks, max(1, eps // 2), policy.net[0].in_features)
-    return {"family": spec, "tasks": n_tasks, "episodes_per_task": eps, "envs": n, "horizon": family.horizon,
-            "steps_per_s": median, "all_runs": rates,
-            "ratio_to_bare": {k: v / median["bare loop"] for k, v in median.items()},
-            "cpu_steps_per_s": cpu_median, "all_cpu_runs": cpu_rates,
-            "cpu_ratio_to_bare": {k: v / cpu_median["bare loop"] for k, v in cpu_median.items()},
-            "forward_s": {"all_envs": fwd_full, "half_envs": fwd_half}}
+    stock = median["stock loop"]
+    physics = {1: median.get("physics, 1 core"), cores: median.get(f"physics, {cores} cores")}
+    rows = []
+    for name, rate in median.items():
+        used = runs[name][1]
+        limit = physics.get(used) if not name.startswith("physics") else None
+        rows.append({"contender": name, "cores": used, "steps_per_s": rate, "x_stock": rate / stock,
+                     "x_physics": rate / limit if limit else None, "us_per_step_per_core": 1e6 * used / rate,
+                     "all_runs": rates[name]})
+    return {"family": spec, "tasks": n_tasks, "episodes_per_task": eps, "envs": len(envs), "horizon": horizon,
+            "cores": cores, "rows": rows}
+
+
+def targets(families: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, checked against this run."""
+    out = []
+    for r in families:
+        rate = {row["contender"]: row for row in r["rows"]}
+        cores = r["cores"]
+        if r["family"] in LOCOMOTION:
+            best = max((rate[k] for k in (f"metarl serial, {cores} cores", f"metarl process x{cores}")),
+                       key=lambda row: row["steps_per_s"])
+            xs, xp = best["x_stock"], best["x_physics"]
+            out.append(f"{r['family']}, {r['envs']} envs: {best['contender']} = {xs:.2f}x the stock loop (target >= 2: "
+                       f"{'met' if xs >= 2 else 'NOT met'}), {xp:.2f}x physics on {cores} cores "
+                       f"(target >= 0.7: {'met' if xp >= 0.7 else 'NOT met'})")
+        if r["family"] == "ml10":
+            serial, proc = rate["metarl serial, 1 core"], rate[f"metarl process x{cores}"]
+            out.append(f"ML10 train mix: metarl serial = {serial['x_stock']:.2f}x stock on one core (target >= 1.8: "
+                       f"{'met' if serial['x_stock'] >= 1.8 else 'NOT met'}); process x{cores} = "
+                       f"{proc['x_stock']:.2f}x stock serial (target >= 3: {'met' if proc['x_stock'] >= 3 else 'NOT met'})")
+    return out
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
-        "# Sampler throughput (`metarl bench sampling`)", "",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']} "
-        f"({m['torch_threads']} threads), MuJoCo {m['mujoco']}, Ray {m['ray']}.",
-        f"Load average at start {tuple(round(x, 2) for x in m['load_average_start'])}, "
-        f"at end {tuple(round(x, 2) for x in result['load_average_end'])} (other jobs shared the machine).",
-        f"Median of {result['repeats']} interleaved repeats; policy: 2x64 tanh MLP with per-task params "
-        "(hand-batched baddbmm, equal to vmap(functional_call)), one batched forward per step for all envs.",
-        "*steps/critical-path CPU-s* divides steps by the driver's CPU seconds plus the busiest worker's: "
-        "the rate on otherwise idle cores (worker and driver wait for each other, so the wall time is at most "
-        "that sum). It is robust to other jobs on the machine; the wall-clock columns are not: with "
-        "`sched_autogroup` the kernel shares the CPUs per session, so while another session is busy all of "
-        "this run's processes together get about one core, and workers cannot run in parallel.", "",
-        "| family | envs | contender | steps/s (wall) | x bare loop | x serial | steps/critical-path CPU-s | x serial (CPU) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "# Sampler throughput against the stock envs and the physics limit (`metarl bench sampling`)", "",
+        f"Command: `metarl bench sampling {' '.join(result['argv'])}`", "",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']}, "
+        f"MuJoCo {m['mujoco']}, Ray {m['ray']}. Load average at start "
+        f"{tuple(round(x, 2) for x in m['load_average_start'])}, at end "
+        f"{tuple(round(x, 2) for x in result['load_average_end'])}.", "",
+        f"Random actions; median of {result['repeats']} interleaved repeats. *x physics* divides by the "
+        "physics-only rate of the same envs on the same number of cores; *µs/step/core* is the cost of "
+        "one env step in core-time. Meta-World episodes truncated to "
+        f"{result['mw_horizon']} steps.", "",
+        "| family | envs | contender | env steps/s | x stock loop | x physics (same cores) | µs/step/core |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in result["families"]:
-        sps, cpu = r["steps_per_s"], r["cpu_steps_per_s"]
-        for k, v in sps.items():
-            xs = f"{v / sps['serial']:.2f}" if "serial" in sps else ""
-            c = f"{cpu[k]:,.0f} | {cpu[k] / cpu['serial']:.2f}" if "serial" in cpu else " | "
-            lines.append(f"| {r['family']} | {r['envs']} | {k} | {v:,.0f} | {r['ratio_to_bare'][k]:.2f} | {xs} | {c} |")
-    lines += ["", "## Targets", ""] + [f"- {t}" for t in targets(result["families"])]
-    lines += ["", "## Where inference runs", "", result["inference_note"], ""]
+        for row in r["rows"]:
+            xp = f"{row['x_physics']:.2f}" if row["x_physics"] else ""
+            lines.append(f"| {r['family']} | {r['envs']} | {row['contender']} | {row['steps_per_s']:,.0f} | "
+                         f"{row['x_stock']:.2f} | {xp} | {row['us_per_step_per_core']:.1f} |")
+    lines += ["", "## Targets", ""] + [f"- {t}" for t in targets(result["families"])] + [""]
     return "\n".join(lines)
 
 
-def targets(families: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, checked against this run (wall-clock and, where it applies, CPU-time ratios)."""
-    out = []
-    for r in families:
-        if r["family"] in ("halfcheetah-vel", "ml1-reach") and "serial" in r["steps_per_s"]:
-            wall, cpu = r["ratio_to_bare"]["serial"], r["cpu_ratio_to_bare"].get("serial", float("nan"))
-            ok = "met" if max(wall, cpu) >= 0.9 else "NOT met"
-            out.append(f"{r['family']}: serial / bare loop = {wall:.2f} wall, {cpu:.2f} CPU time "
-                       f"(target >= 0.9: {ok})")
-        if r["family"] == "ml1-reach" and {"serial", "process x2"} <= r["steps_per_s"].keys():
-            x = r["steps_per_s"]["process x2"] / r["steps_per_s"]["serial"]
-            xc = r["cpu_steps_per_s"]["process x2"] / r["cpu_steps_per_s"]["serial"]
-            out.append(f"{r['family']}: process x2 / serial = {x:.2f} wall, {xc:.2f} by critical-path CPU time "
-                       f"(target >= 1.5: {'met' if x >= 1.5 else 'NOT met'} on the wall clock of this run, "
-                       f"{'met' if xc >= 1.5 else 'NOT met'} projected on two idle cores)")
-    return out
-
-
-def inference_note(families: list[dict[str, Any]]) -> str:
-    parts = []
-    for r in families:
-        f = r["forward_s"]
-        parts.append(f"{r['family']}: forward for all {r['envs']} envs {f['all_envs'] * 1e3:.2f} ms, "
-                     f"for half {f['half_envs'] * 1e3:.2f} ms")
-    return ("Policy inference is batched in the driver for `process` and `ray`. Measured: "
-            + "; ".join(parts) + ". Moving inference into the workers would save at most the difference "
-            "(the forward of a small vmapped MLP costs nearly the same for half the batch) per step, while "
-            "it would ship per-task parameters / recurrent state to every worker each call, run torch in "
-            "every worker (competing with env stepping for the same cores) and break bit-identical results "
-            "across backends (the noise generator would be split). Driver-side inference it is.")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metarl bench sampling", allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="metarl bench sampling", allow_abbrev=False,
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--families", nargs="+", default=None, help="subset of: " + ", ".join(FULL))
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray backend")
+    parser.add_argument("--mw-horizon", type=int, default=100, help="Meta-World steps per episode")
     add_out_argument(parser, "bench_sampling")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the driver (default 1)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     repeats = 1 if args.quick else args.repeats
@@ -228,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in families if f not in FULL]
     if unknown:
         parser.error(f"unknown families {unknown}; allowed: {', '.join(FULL)}")
-    contenders: list[tuple[str, str, int | None]] = [("serial", "serial", None), ("process x1", "process", 1),
-                                                     ("process x2", "process", 2)]
-    if not args.no_ray:
-        contenders.append(("ray x2", "ray", 2))
-    torch.set_num_threads(args.threads)  # small per-step forwards: extra threads only contend with env workers
+    torch.set_num_threads(1)
     info = machine()
     ray = None
     try:
@@ -243,23 +340,24 @@ def main(argv: list[str] | None = None) -> int:
 
             if not ray_module.is_initialized():
                 ray = ray_module  # ours to shut down
-                init_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
+                init_local_ray(ray, num_cpus=available_cores(), include_dashboard=False, log_to_driver=False)
         results = []
         for spec in families:
-            n_tasks, eps = sizes[spec]
-            print(f"{spec}: {n_tasks} tasks x {eps} episodes", flush=True)
-            r = bench_family(spec, n_tasks, eps, contenders, repeats, args.seed)
-            for k, v in r["steps_per_s"].items():
-                print(f"  {k:>11}: {v:9,.0f} steps/s  {r['ratio_to_bare'][k]:5.2f}x bare   "
-                      f"{r['cpu_steps_per_s'][k]:9,.0f} steps/critical-path-CPU-s", flush=True)
-            results.append(r)
+            for n_tasks, eps in sizes[spec]:
+                print(f"{spec}: {n_tasks} tasks x {eps} episodes", flush=True)
+                r = bench_family(spec, n_tasks, eps, repeats, args.seed, args.mw_horizon, not args.no_ray)
+                for row in r["rows"]:
+                    xp = f"{row['x_physics']:5.2f}x physics" if row["x_physics"] else ""
+                    print(f"  {row['contender']:>26}: {row['steps_per_s']:9,.0f} steps/s  "
+                          f"{row['x_stock']:5.2f}x stock  {xp}", flush=True)
+                results.append(r)
     finally:
-        # Also on Ctrl-C (KeyboardInterrupt goes on to the CLI, exit 130): samplers are closed by
-        # bench_family, and the cluster must go with them, or its processes outlive the bench.
+        # Also on Ctrl-C (KeyboardInterrupt goes on to the CLI, exit 130): the cluster must go with the
+        # samplers, or its processes outlive the bench.
         if ray is not None:
             ray.shutdown()
     result = {"machine": info, "load_average_end": os.getloadavg(), "repeats": repeats, "quick": args.quick,
-              "families": results, "inference": "driver", "inference_note": inference_note(results)}
+              "mw_horizon": args.mw_horizon, "argv": list(argv if argv is not None else []), "families": results}
     md = to_markdown(result)
     print(md)
     write_report(out_folder(args), "bench_sampling", md, result)

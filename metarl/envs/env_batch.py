@@ -82,6 +82,18 @@ class EnvBatch(ABC):
     def step(self, slots: np.ndarray, actions: np.ndarray, obs_out: np.ndarray) -> StepResult:
         """Step ``slots`` with ``actions[k]`` for ``slots[k]``."""
 
+    def step_start(self, slots: np.ndarray, actions: np.ndarray) -> None:
+        """:meth:`step` in two halves, so a caller can do its own work while the envs step.
+
+        By default the whole step runs in :meth:`step_wait`; a batch that steps on threads starts
+        them here.
+        """
+        self._pending = (slots, actions)
+
+    def step_wait(self, obs_out: np.ndarray) -> StepResult:
+        slots, actions = self._pending
+        return self.step(slots, actions, obs_out)
+
     def close(self) -> None:
         """Release the envs (best effort)."""
 

@@ -32,7 +32,8 @@ slot and MuJoCo's warning (the stepper adds the task, episode and step).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,7 @@ class LocomotionBatch(EnvBatch):
         env.close()
         self.threads = max(1, int(threads))
         self._pool: ThreadPoolExecutor | None = None
+        self._started: tuple[Any, ...] | None = None
         m = self.model
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.width = mujoco.mj_stateSize(m, _STATE)
@@ -159,76 +161,44 @@ class LocomotionBatch(EnvBatch):
 
     # -- step --------------------------------------------------------------------------
     def step(self, slots: np.ndarray, actions: np.ndarray, obs_out: np.ndarray) -> StepResult:
-        result, _ = self.step_with_info(slots, actions, obs_out)
-        return result
+        self.step_start(slots, actions)
+        return self.step_wait(obs_out)
 
     def step_with_info(self, slots: np.ndarray, actions: np.ndarray,
                        obs_out: np.ndarray) -> tuple[StepResult, dict[str, np.ndarray]]:
         """:meth:`step`, plus gymnasium's info values (and ``task_reward``) as arrays over the slots."""
+        self.step_start(slots, actions)
+        return self._finish(obs_out, with_info=True)
+
+    def step_start(self, slots: np.ndarray, actions: np.ndarray) -> None:
+        """Start the physics on the pool's threads; the caller's thread joins in :meth:`step_wait`.
+
+        So a serial sampler records the step's inputs while the physics runs. Threads take the
+        next unstepped env from a shared counter rather than a fixed share, so one thread's slow
+        envs (more contacts) do not leave another idle (``next()`` on an ``itertools.count`` is
+        atomic under the GIL).
+        """
         n = len(slots)
-        before = self.state[slots]
         after = np.empty((n, self.width))
         xy_after = np.empty((n, 2)) if self.ant else None
         cfrc = np.empty((n, self._cfrc[0].size)) if self.ant else None
-        self._physics(slots.tolist(), actions, after, xy_after, cfrc)
-        self._check_time(slots, before[:, 0], after[:, 0])
-        self.state[slots] = after
-        qpos = after[:, 1 : 1 + self.nq]
-        obs_out[slots] = self._observe(after)
-        a64 = np.asarray(actions, dtype=np.float64)
-        ctrl_cost = self.gym_ctrl_weight * np.sum(np.square(actions), axis=1)  # in the action's dtype, as gymnasium
-        p = self.params
-        if not self.ant:
-            x_vel = (qpos[:, 0] - before[:, 1]) / self.dt
-            forward = self.forward_weight * x_vel
-            info = {"x_position": qpos[:, 0], "x_velocity": x_vel, "reward_forward": forward,
-                    "reward_ctrl": -ctrl_cost}
-            rows = slots
-            task_reward = -np.abs(x_vel - p["velocity"][rows]) if self.kind == "vel" else p["direction"][rows] * x_vel
-            reward = task_reward - self.ctrl_weight * _rowdot(a64)
-            terminated = np.zeros(n, bool)
-        else:
-            xy_vel = (xy_after - self.xy_prev[slots]) / self.dt
-            self.xy_prev[slots] = xy_after
-            x_vel, y_vel = xy_vel[:, 0], xy_vel[:, 1]
-            lo, hi = self.z_range
-            healthy = np.isfinite(after[:, 1:]).all(axis=1) & (lo <= qpos[:, 2]) & (qpos[:, 2] <= hi)
-            survive = healthy * self.healthy_reward
-            contact = self.contact_weight * np.sum(np.square(np.clip(cfrc, *self.contact_range)), axis=1)
-            forward = x_vel * self.forward_weight
-            info = {"x_position": qpos[:, 0], "y_position": qpos[:, 1],
-                    "distance_from_origin": np.sqrt(_rowdot(np.ascontiguousarray(qpos[:, 0:2]))),
-                    "x_velocity": x_vel, "y_velocity": y_vel, "reward_forward": forward,
-                    "reward_ctrl": -ctrl_cost, "reward_contact": -contact, "reward_survive": survive}
-            if self.kind == "ant-dir":
-                d = p["direction"][slots]
-                task_reward = x_vel * d[:, 0] + y_vel * d[:, 1]
-            else:
-                g = p["goal"][slots]
-                task_reward = -(np.abs(qpos[:, 0] - g[:, 0]) + np.abs(qpos[:, 1] - g[:, 1]))
-            reward = task_reward - self.ctrl_weight * _rowdot(a64)
-            reward = reward + (info["reward_contact"] + survive)
-            terminated = ~healthy if self.terminate_unhealthy else np.zeros(n, bool)
-        info["task_reward"] = task_reward
-        no = np.zeros(n, bool)
-        return StepResult(reward, terminated, no, no.copy(), no.copy()), info
-
-    def _physics(self, slots: list[int], actions: np.ndarray, after: np.ndarray,
-                 xy_after: np.ndarray | None, cfrc: np.ndarray | None) -> None:
-        """``mj_step`` every slot, splitting the slots over the threads (each env on one thread)."""
-        n, k = len(slots), min(self.threads, max(1, len(slots) // 4))
-        if k == 1:
-            self._advance(slots, actions, after, xy_after, cfrc, 0, n)
-            return
-        if self._pool is None:
+        args = (slots.tolist(), actions, after, xy_after, cfrc, itertools.count())
+        helpers = min(self.threads, max(1, n // 4)) - 1  # a thread for fewer than 4 envs costs more than it saves
+        if helpers and self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="metarl-mujoco")
-        bounds = np.linspace(0, n, k + 1).astype(int).tolist()
-        futures = [self._pool.submit(self._advance, slots, actions, after, xy_after, cfrc, lo, hi)
-                   for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        futures = [self._pool.submit(self._advance, *args) for _ in range(helpers)] if helpers else []
+        self._started = (slots, actions, args, futures)
+
+    def step_wait(self, obs_out: np.ndarray) -> StepResult:
+        return self._finish(obs_out, with_info=False)[0]
+
+    def _finish(self, obs_out: np.ndarray, with_info: bool) -> tuple[StepResult, dict[str, np.ndarray]]:
+        slots, actions, args, futures = self._started
+        self._started = None
         errors: list[BaseException] = []
         try:
-            self._advance(slots, actions, after, xy_after, cfrc, 0, bounds[1])
-        except BaseException as exc:  # still wait for the other threads: they write our arrays
+            self._advance(*args)  # every env not yet taken by a helper thread
+        except BaseException as exc:  # still wait for the helpers: they write our arrays
             errors.append(exc)
         for f in futures:
             try:
@@ -237,12 +207,60 @@ class LocomotionBatch(EnvBatch):
                 errors.append(exc)
         if errors:
             raise errors[0]
+        _, _, after, xy_after, cfrc, _ = args
+        n = len(slots)
+        # a contiguous range of slots (the usual case) indexes with views instead of copies
+        rows = slice(int(slots[0]), int(slots[0]) + n) if n and slots[-1] - slots[0] == n - 1 else slots
+        before = self.state[rows]
+        self._check_time(slots, before[:, 0], after[:, 0])
+        x_before = before[:, 1].copy()
+        self.state[rows] = after
+        qpos = after[:, 1 : 1 + self.nq]
+        obs_out[rows] = self._observe(after)
+        p, info = self.params, {}
+        ctrl = self.ctrl_weight * _rowdot(np.asarray(actions, dtype=np.float64))
+        if with_info:  # gymnasium's own control cost, in the action's dtype as gymnasium computes it
+            info["reward_ctrl"] = -(self.gym_ctrl_weight * np.sum(np.square(actions), axis=1))
+        if not self.ant:
+            x_vel = (qpos[:, 0] - x_before) / self.dt
+            task_reward = -np.abs(x_vel - p["velocity"][rows]) if self.kind == "vel" else p["direction"][rows] * x_vel
+            reward = task_reward - ctrl
+            terminated = np.zeros(n, bool)
+            if with_info:
+                info.update(x_position=qpos[:, 0], x_velocity=x_vel, reward_forward=self.forward_weight * x_vel)
+        else:
+            xy_vel = (xy_after - self.xy_prev[rows]) / self.dt
+            self.xy_prev[rows] = xy_after
+            x_vel, y_vel = xy_vel[:, 0], xy_vel[:, 1]
+            lo, hi = self.z_range
+            healthy = np.isfinite(after[:, 1:]).all(axis=1) & (lo <= qpos[:, 2]) & (qpos[:, 2] <= hi)
+            survive = healthy * self.healthy_reward
+            contact = self.contact_weight * np.sum(np.square(np.clip(cfrc, *self.contact_range)), axis=1)
+            if self.kind == "ant-dir":
+                d = p["direction"][rows]
+                task_reward = x_vel * d[:, 0] + y_vel * d[:, 1]
+            else:
+                g = p["goal"][rows]
+                task_reward = -(np.abs(qpos[:, 0] - g[:, 0]) + np.abs(qpos[:, 1] - g[:, 1]))
+            reward = (task_reward - ctrl) + (-contact + survive)  # LocomotionTaskEnv's order of additions
+            terminated = ~healthy if self.terminate_unhealthy else np.zeros(n, bool)
+            if with_info:
+                info.update(x_position=qpos[:, 0], y_position=qpos[:, 1],
+                            distance_from_origin=np.sqrt(_rowdot(np.ascontiguousarray(qpos[:, 0:2]))),
+                            x_velocity=x_vel, y_velocity=y_vel, reward_forward=x_vel * self.forward_weight,
+                            reward_contact=-contact, reward_survive=survive)
+        if with_info:
+            info["task_reward"] = task_reward
+        no = np.zeros(n, bool)
+        return StepResult(reward, terminated, no, no, no), info
 
     def _advance(self, slots: list[int], actions: np.ndarray, after: np.ndarray, xy_after: np.ndarray | None,
-                 cfrc: np.ndarray | None, lo: int, hi: int) -> None:
-        m, nstep, datas, ctrl, ant = self.model, self.frame_skip, self.datas, self._ctrl, self.ant
+                 cfrc: np.ndarray | None, order: Iterator[int]) -> None:
+        m, nstep, datas, ctrl, ant, n = self.model, self.frame_skip, self.datas, self._ctrl, self.ant, len(slots)
         step, get_state, rne = mujoco.mj_step, mujoco.mj_getState, mujoco.mj_rnePostConstraint
-        for k in range(lo, hi):
+        for k in order:
+            if k >= n:
+                return
             i = slots[k]
             d = datas[i]
             try:

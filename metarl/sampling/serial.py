@@ -48,11 +48,11 @@ class SerialBackend(Backend):
     def reset(self) -> None:
         self._run("reset", self.stepper.reset)
 
-    def step_start(self) -> None:
-        self._run("step", self.stepper.step)
+    def step_start(self) -> None:  # a batch that steps on threads starts them here ...
+        self._run("step", self.stepper.step_start)
 
-    def step_wait(self) -> None:  # the step already happened in step_start
-        return None
+    def step_wait(self) -> None:  # ... and the driver records the step's inputs in between
+        self._run("step", self.stepper.step_wait)
 
     def _run(self, cmd: str, fn: Callable[..., Any], *args: Any) -> None:
         try:

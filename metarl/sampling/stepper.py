@@ -57,6 +57,7 @@ class EnvStepper:
         self.offset = 0
         self._t = np.zeros(0, np.int64)
         self._episode = np.zeros(0, np.int64)
+        self._active = np.zeros(0, np.int64)
 
     # -- configuration -------------------------------------------------------------
     def configure(self, tasks: Sequence[Task], labels: Sequence[str], buf: StepBuffers, offset: int = 0) -> None:
@@ -89,10 +90,19 @@ class EnvStepper:
         first one of the new episode after a reset), ``final_obs`` the
         observation after the last step of an episode that just ended.
         """
-        b = self.buf
-        active = np.flatnonzero(b.active)
+        self.step_start()
+        self.step_wait()
+
+    def step_start(self) -> None:
+        """The first half of :meth:`step`: hand the actions to the batch (which may start stepping)."""
+        self._active = np.flatnonzero(self.buf.active)
         # one copy of the actions per step: envs may keep the array they are given
-        res = self._call(self.batch.step, active, b.actions[active], b.obs)
+        self._call(self.batch.step_start, self._active, self.buf.actions[self._active])
+
+    def step_wait(self) -> None:
+        """The second half of :meth:`step`: results into the buffers, ended episodes reset."""
+        b, active = self.buf, self._active
+        res = self._call(self.batch.step_wait, b.obs)
         self._t[active] += 1
         truncated = res.truncated | (self._t[active] >= self.horizon)
         b.terminated[active] = res.terminated
