@@ -46,3 +46,29 @@ def test_metaworld_quick_measures_stock_fast_and_physics(tmp_path: Path) -> None
     row = json.loads((tmp_path / "bench_metaworld.json").read_text())["rows"]["reach-v3"]
     assert 0 < row["physics"] < row["fast"] and 0 < row["physics"] < row["stock"]
     assert "fast / physics limit" in (tmp_path / "bench_metaworld.md").read_text()
+
+
+def test_sampling_quick_rows_carry_stock_and_physics_ratios(tmp_path: Path) -> None:
+    from metarl.bench import sampling as bench_sampling
+
+    assert bench_sampling.main(["--quick", "--no-ray", "--families", "halfcheetah-vel", "--out", str(tmp_path)]) == 0
+    family = json.loads((tmp_path / "bench_sampling.json").read_text())["families"][0]
+    rows = {r["contender"]: r for r in family["rows"]}
+    cores = family["cores"]
+    assert {"stock loop", "physics, 1 core", "metarl serial, 1 core", f"metarl process x{cores}"} <= set(rows)
+    assert rows["stock loop"]["x_stock"] == 1.0
+    assert rows["metarl serial, 1 core"]["x_physics"] == pytest.approx(
+        rows["metarl serial, 1 core"]["steps_per_s"] / rows["physics, 1 core"]["steps_per_s"])
+    assert "x physics (same cores)" in (tmp_path / "bench_sampling.md").read_text()
+
+
+def test_maml_quick_splits_sampling_and_update(tmp_path: Path) -> None:
+    from metarl.bench import maml as bench_maml
+
+    assert bench_maml.main(["--quick", "--cases", "halfcheetah-vel", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_maml.json").read_text())["cases"][0]["rows"]
+    assert [r["contender"].split(":")[0] for r in rows] == ["before", "after"]
+    for r in rows:
+        assert r["env_steps"] == 2 * 2 * 2 * 100  # pre + post batch: tasks x episodes x horizon
+        assert r["sampling_s"] > 0 and r["update_s"] > 0
+        assert r["seconds"] == pytest.approx(r["sampling_s"] + r["update_s"])
