@@ -39,6 +39,22 @@ def out_folder(args: argparse.Namespace) -> Path | None:
     return RESULTS
 
 
+def choose(parser: argparse.ArgumentParser, given: list[str] | None, allowed: list[str], what: str) -> list[str]:
+    """``given`` (a ``--families``/``--cases`` subset), or all of ``allowed``; an unknown name is a usage error."""
+    chosen = given or list(allowed)
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown:
+        parser.error(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
+    return chosen
+
+
+def finish(args: argparse.Namespace, name: str, markdown: str, payload: Any) -> int:
+    """Print the report, write it where :func:`out_folder` says, and return the exit status."""
+    print(markdown)
+    write_report(out_folder(args), name, markdown, payload)
+    return 0
+
+
 def write_report(folder: Path | None, name: str, markdown: str, payload: Any) -> None:
     """Write ``<folder>/<name>.md`` and ``.json`` (nothing when ``folder`` is None) and say where."""
     if folder is None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from metarl.bench import add_out_argument, out_folder, write_report
+from metarl.bench import add_out_argument, choose, finish
 from metarl.runs import ENV_STEPS_KEY
 from metarl.sampling.backend import available_cores
 
@@ -144,10 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     add_out_argument(parser, "bench_maml")
     args = parser.parse_args(argv)
-    cases = args.cases or list(CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        parser.error(f"unknown cases {unknown}; allowed: {', '.join(CASES)}")
+    cases = choose(parser, args.cases, list(CASES), "cases")
     torch.set_num_threads(args.threads or available_cores())
     from metarl.bench.sampling import machine
 
@@ -159,10 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(bench_case(label, repeats, args.quick, args.seed))
     result = {"machine": info, "load_average_end": os.getloadavg(), "repeats": repeats, "quick": args.quick,
               "argv": list(argv if argv is not None else []), "cases": results}
-    md = to_markdown(result)
-    print(md)
-    write_report(out_folder(args), "bench_maml", md, result)
-    return 0
+    return finish(args, "bench_maml", to_markdown(result), result)
 
 
 if __name__ == "__main__":

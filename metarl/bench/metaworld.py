@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl.bench import add_out_argument, out_folder, write_report
+from metarl.bench import add_out_argument, choose, finish
 
 ML10_TRAIN = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-close-v3", "button-press-topdown-v3",
               "peg-insert-side-v3", "window-open-v3", "sweep-v3", "basketball-v3")
@@ -84,10 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", nargs="+", default=None, help="subset of: " + ", ".join(ML10_TRAIN))
     add_out_argument(parser, "bench_metaworld")
     args = parser.parse_args(argv)
-    classes = args.classes or list(ML10_TRAIN)
-    unknown = [c for c in classes if c not in ML10_TRAIN]
-    if unknown:
-        parser.error(f"unknown classes {unknown}; allowed: {', '.join(ML10_TRAIN)}")
+    classes = choose(parser, args.classes, list(ML10_TRAIN), "classes")
     steps, repeats = (EPISODE, 1) if args.quick else (args.steps, args.repeats)
     from metarl.bench.sampling import machine
 
@@ -101,8 +98,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(rows) > 1:
         rows["mix of the classes above"] = {k: float(np.mean([r[k] for r in rows.values()]))
                                             for k in ("stock", "fast", "physics")}
-    markdown = render(rows, info)
-    print(markdown)
-    write_report(out_folder(args), "bench_metaworld", markdown, {"machine": info, "rows": rows,
-                                                                 "steps": steps, "repeats": repeats})
-    return 0
+    payload = {"machine": info, "rows": rows, "steps": steps, "repeats": repeats}
+    return finish(args, "bench_metaworld", render(rows, info), payload)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.bench import add_out_argument, out_folder, write_report
+from metarl.bench import add_out_argument, choose, finish
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
@@ -327,10 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     repeats = 1 if args.quick else args.repeats
-    families = args.families or list(sizes)
-    unknown = [f for f in families if f not in FULL]
-    if unknown:
-        parser.error(f"unknown families {unknown}; allowed: {', '.join(FULL)}")
+    families = choose(parser, args.families, list(FULL), "families")
     torch.set_num_threads(1)
     info = machine()
     ray = None
@@ -360,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
     result = {"machine": info, "load_average_end": os.getloadavg(), "repeats": repeats, "quick": args.quick,
               "mw_horizon": args.mw_horizon, "argv": list(argv if argv is not None else []), "families": results}
-    md = to_markdown(result)
-    print(md)
-    write_report(out_folder(args), "bench_sampling", md, result)
-    return 0
+    return finish(args, "bench_sampling", to_markdown(result), result)
 
 
 if __name__ == "__main__":

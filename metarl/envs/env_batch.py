@@ -94,7 +94,7 @@ class EnvBatch(ABC):
         slots, actions = self._pending
         return self.step(slots, actions, obs_out)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a batch holding nothing closes as is
         """Release the envs (best effort)."""
 
 
@@ -145,7 +145,7 @@ class GymEnvBatch(EnvBatch):
         try:  # one vectorized conversion each instead of one numpy scalar write per env
             reward = np.asarray(rewards, dtype=np.float64)
             success_arr = success_flags(successes)
-        except (TypeError, ValueError) as exc:  # a reward or success that is not a number: find whose
+        except (TypeError, ValueError):  # a reward or success that is not a number: find whose
             for k, (r, ok) in enumerate(zip(rewards, successes, strict=True)):
                 try:
                     float(r), float(ok)
