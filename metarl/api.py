@@ -158,12 +158,15 @@ def train(
     if env is None:
         raise UsageError("train() needs env (a task family name) unless resuming")
     check_seed(seed)
-    make_family(env)  # fail fast on a bad family or device before creating a run directory
+    family = make_family(env)  # fail fast on a bad family or device before creating a run directory
     check_device(device)
     cls = agent_class(agent)
     if resume is None:
         recorded = [m for m in [plugin_module_of(env)] if m]
-    metadata = RunMetadata(agent=agent, env=env, seed=seed, device=str(device), plugins=recorded)
+    from metarl.evaluation.manifest import manifest
+
+    metadata = RunMetadata(agent=agent, env=env, seed=seed, device=str(device), plugins=recorded,
+                           manifest=manifest(family))
     fresh_dir = resume is None and not (run_dir is not None and Path(run_dir).exists())
     run, cfg, _ = prepare_run(cls.Config, metadata, resume=resume is not None, run_dir=resume or run_dir, root=root,
                               defaults_file=defaults_file(agent, env), config_file=config_file, overrides=overrides)

@@ -18,6 +18,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from metarl import SEED_LIMIT, __version__
 
@@ -180,6 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from metarl.api import configure_threads, load_agent
+    from metarl.evaluation.manifest import check_comparable
     from metarl.evaluation.plots import plot_adaptation
     from metarl.evaluation.protocol import evaluate_agent
     from metarl.evaluation.report import format_report
@@ -191,6 +193,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"metarl: error: {run.path} is not a metarl run directory (no config.yaml)", file=sys.stderr)
         return EXIT_USAGE
     out_dir = _out_folder(args.out) if args.out else run.eval
+    if args.pretrained:
+        check_comparable([run.path, Path(args.pretrained)], args.allow_mixed)
+    if args.protocol == "metaworld":
+        return _evaluate_metaworld(args, run, out_dir)
     baselines = [b for b in (args.baselines or "").split(",") if b]
     agent = load_agent(run.path, args.checkpoint, device=args.device)
     pretrained = None
@@ -211,7 +217,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _evaluate_metaworld(args: argparse.Namespace, run: Any, out_dir: Path) -> int:
+    """``--protocol metaworld``: Meta-World's own evaluator on the benchmark's test goals."""
+    from metarl.api import load_agent
+    from metarl.evaluation.metaworld_eval import MetaWorldProtocol, evaluate_metaworld, format_metaworld
+
+    protocol = MetaWorldProtocol(meta_batch_size=args.mw_meta_batch_size, goals_per_class=args.mw_goals_per_class,
+                                 adaptation_steps=args.mw_adaptation_steps,
+                                 adaptation_episodes=args.mw_adaptation_episodes,
+                                 evaluation_episodes=args.mw_evaluation_episodes, num_evals=args.mw_num_evals,
+                                 max_episode_steps=args.mw_max_episode_steps, seed=args.seed)
+    agent = load_agent(run.path, args.checkpoint, device=args.device)
+    try:
+        result = evaluate_metaworld(agent, protocol, out_dir=out_dir, run=run.path.name)
+    finally:
+        agent.close()
+    print(format_metaworld(result))
+    print(f"results: {out_dir / 'metaworld_protocol.json'}")
+    return EXIT_OK
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
+    from metarl.evaluation.manifest import check_comparable
     from metarl.evaluation.plots import plot_adaptation, plot_training
 
     runs = [Path(r) for r in args.run_dirs]
@@ -219,6 +246,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if not (r / "config.yaml").is_file():
             print(f"metarl: error: {r} is not a metarl run directory (no config.yaml)", file=sys.stderr)
             return EXIT_USAGE
+    check_comparable(runs, args.allow_mixed)
     out = _out_folder(args.out)
     plot_training(runs, out / "training.png", out / "training.svg")
     print(f"training curves: {out / 'training.png'}")
@@ -326,6 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="override the run's device: cpu, cuda, cuda:N or auto (default: the run's)")
     p.add_argument("--threads", type=_int_at_least(1, "threads"), help="torch CPU threads (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="compare with a --pretrained run whose manifest differs (benchmark or reward version)")
+    p.add_argument("--protocol", default="metarl", choices=["metarl", "metaworld"],
+                   help="metarl: adaptation curves (default); metaworld: Meta-World's own evaluator "
+                        "(metaworld.evaluation.metalearning_evaluation) on the benchmark's test goals")
+    mw = p.add_argument_group("--protocol metaworld (defaults: Meta-World+'s)")
+    mw.add_argument("--mw-meta-batch-size", type=_int_at_least(1, "mw-meta-batch-size"), default=20,
+                    help="envs evaluated in parallel, a multiple of the test classes (default: 20)")
+    mw.add_argument("--mw-goals-per-class", type=_int_at_least(1, "mw-goals-per-class"), default=40,
+                    help="test goals per test class (default: 40)")
+    mw.add_argument("--mw-adaptation-steps", type=_int_at_least(1, "mw-adaptation-steps"), default=1,
+                    help="adaptation steps (default: 1)")
+    mw.add_argument("--mw-adaptation-episodes", type=_int_at_least(1, "mw-adaptation-episodes"), default=10,
+                    help="episodes per adaptation step (default: 10)")
+    mw.add_argument("--mw-evaluation-episodes", type=_int_at_least(1, "mw-evaluation-episodes"), default=3,
+                    help="scored episodes per goal after adapting (default: 3)")
+    mw.add_argument("--mw-num-evals", type=_int_at_least(1, "mw-num-evals"), default=None,
+                    help="rounds of goals (default: every test goal once)")
+    mw.add_argument("--mw-max-episode-steps", type=_int_at_least(1, "mw-max-episode-steps"), default=None,
+                    help="truncate episodes (default: the benchmark's 500)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="training and adaptation curves of one or more runs in one figure", parents=common,
@@ -333,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default="plots", help="output folder for PNG and SVG")
     p.add_argument("--x", default="round", choices=["round", "env_steps"], help="x axis of adaptation curves")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="plot runs together whose manifests differ (benchmark or reward version)")
     p.set_defaults(func=cmd_plot)
 
     # add_help=False: `metarl bench sampling --help` must reach the bench's own parser.

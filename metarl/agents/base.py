@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -148,6 +148,20 @@ def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None =
     return out
 
 
+class AdaptationSession(Protocol):
+    """One meta-test of ``n`` tasks driven from outside (Meta-World's evaluator drives it step by step).
+
+    ``actor`` acts for the ``n`` tasks (one slot each) as the sampler's actors do; ``adapt`` takes
+    the episodes gathered since the last call and performs the agent's own adaptation step (an
+    inner policy-gradient step, an inner PPO update; nothing for RL², whose memory is the actor's
+    state). Read ``actor`` again after ``adapt``.
+    """
+
+    actor: Any
+
+    def adapt(self, episodes: Episodes) -> None: ...
+
+
 class MetaAgent(ABC):
     """What the trainer, the evaluator and the Python API rely on."""
 
@@ -204,6 +218,10 @@ class MetaAgent(ABC):
         for k, episodes in enumerate(rounds):
             out.update({adapt_key(k, metric): value for metric, value in episode_stats(episodes).items()})
         return out
+
+    def adaptation_session(self, n_tasks: int, seed: int = 0) -> AdaptationSession:
+        """A meta-test of ``n_tasks`` tasks whose episodes come from elsewhere (see :class:`AdaptationSession`)."""
+        raise NotImplementedError(f"{self.name} has no adaptation session")
 
     def next_seed(self) -> int:
         """Seeds for rollouts come from the agent's generator, so a resumed run replays them."""

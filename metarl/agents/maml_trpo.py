@@ -148,6 +148,9 @@ class MAMLTRPO(MetaAgent):
         return metrics
 
     # -- meta-test ------------------------------------------------------------------------
+    def adaptation_session(self, n_tasks: int, seed: int = 0) -> _InnerStepSession:
+        return _InnerStepSession(self, n_tasks)
+
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
         """Round ``k`` is scored with the policy after ``k`` inner steps, each on the previous round's episodes."""
         params = self.initial_params(len(tasks))
@@ -167,6 +170,20 @@ class MAMLTRPO(MetaAgent):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict({k: v.to(self.device) for k, v in state["policy"].items()})
         self.rng.bit_generator.state = state["rng"]
+
+
+class _InnerStepSession:
+    """MAML's meta-test from outside: the meta-parameters per task, one inner step per ``adapt``."""
+
+    def __init__(self, agent: MAMLTRPO, n_tasks: int) -> None:
+        self.agent, self.params = agent, agent.initial_params(n_tasks)
+
+    @property
+    def actor(self) -> PolicyActor:
+        return PolicyActor(self.agent.policy, self.params)
+
+    def adapt(self, episodes: Episodes) -> None:
+        self.params = self.agent.adapt(self.params, episodes)
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,9 @@ class ReptilePPO(MetaAgent):
         return metrics
 
     # -- meta-test ------------------------------------------------------------------------
+    def adaptation_session(self, n_tasks: int, seed: int = 0) -> _InnerPPOSession:
+        return _InnerPPOSession(self, n_tasks, seed)
+
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
         """Round ``r`` is scored after ``r`` inner PPO updates from theta, each on the previous round's episodes.
 
@@ -381,3 +384,21 @@ class ReptilePPO(MetaAgent):
                           f"this run was created with: iterations {self.created_iterations}.."
                           f"{cfg.trainer.iterations - 1} run at outer_lr_final={cfg.outer_lr_final:g}; set "
                           "anneal_iterations for another schedule", UserWarning, stacklevel=2)
+
+
+class _InnerPPOSession:
+    """Reptile's meta-test from outside: theta per task, one inner PPO update per ``adapt``."""
+
+    def __init__(self, agent: ReptilePPO, n_tasks: int, seed: int) -> None:
+        self.agent, self.seed, self.k = agent, seed, 0
+        self.params = {k: v.clone() for k, v in replicate_params(agent.meta_params(), n_tasks).items()}
+        self.opt = adam_init(self.params)
+
+    @property
+    def actor(self) -> PolicyActor:
+        pi, _ = split_params(self.params)
+        return PolicyActor(self.agent.policy, pi)
+
+    def adapt(self, episodes: Episodes) -> None:
+        self.params, self.opt = self.agent.adapt(self.params, episodes, self.opt, seed=self.seed * 7919 + self.k)
+        self.k += 1

@@ -220,6 +220,9 @@ class RL2(MetaAgent):
         return float(0.5 * ((x @ coef - y) ** 2).mean())
 
     # -- meta-test ------------------------------------------------------------------------
+    def adaptation_session(self, n_tasks: int, seed: int = 0) -> _TrialSession:
+        return _TrialSession(RL2Actor(self.net))
+
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
         """``episodes_per_round`` parallel trials of ``rounds + 1`` episodes per task; round k = episode k."""
         return trial_rounds(self.collect(tasks, episodes_per_round, rounds + 1, seed=seed))
@@ -234,6 +237,16 @@ class RL2(MetaAgent):
         self.net.load_compatible({k: v.to(self.device) for k, v in state["net"].items()})
         self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the params' device
         self.rng.bit_generator.state = state["rng"]
+
+
+class _TrialSession:
+    """RL²'s meta-test from outside: one trial per task; adapting is the memory the actor carries."""
+
+    def __init__(self, actor: RL2Actor) -> None:
+        self.actor = actor
+
+    def adapt(self, episodes: Episodes) -> None:
+        return None
 
 
 def _detach(state: Any) -> Any:

@@ -53,6 +53,12 @@ def _env_class(env_name: str) -> type:
     return ALL_V3_ENVIRONMENTS[env_name]
 
 
+#: Meta-World's reward functions: v2 (the default of every env class in metaworld 3.1.1, used by
+#: Meta-World+) and v1 (the original paper's, whose scale moved published numbers).
+REWARD_VERSIONS = ("v2", "v1")
+DEFAULT_REWARD_VERSION = "v2"
+
+
 def _mw_task(task: Task):
     from metaworld.types import Task as MWTask
 
@@ -62,14 +68,14 @@ def _mw_task(task: Task):
 class MetaWorldEnv(TaskWrapper):
     """A Meta-World env with metarl's task switching; rebuilt only across classes."""
 
-    def __init__(self, task: Task, fast: bool = True) -> None:
-        env = _env_class(task.params["env_name"])()
+    def __init__(self, task: Task, fast: bool = True, reward_version: str = DEFAULT_REWARD_VERSION) -> None:
+        env = _env_class(task.params["env_name"])(reward_function_version=reward_version)
         if fast:
             from metarl.envs.metaworld_fast import install
 
             install(env)
         super().__init__(env)
-        self.fast = fast
+        self.fast, self.reward_version = fast, reward_version
         self.set_task(task)
 
     def _apply_task(self, task: Task) -> None:
@@ -88,10 +94,15 @@ class MetaWorldFamily(TaskFamily):
     horizon = HORIZON
     has_success = True
 
-    def __init__(self, benchmark: str, task: str | None = None, seed: int = 0, fast: bool = True) -> None:
+    def __init__(self, benchmark: str, task: str | None = None, seed: int = 0, fast: bool = True,
+                 reward_version: str = DEFAULT_REWARD_VERSION) -> None:
         if not isinstance(fast, bool):
             raise EnvSpecError(f"Meta-World parameter fast={fast!r}; allowed: true or false")
+        if reward_version not in REWARD_VERSIONS:
+            raise EnvSpecError(f"Meta-World parameter reward_version={reward_version!r}; allowed: "
+                               f"{', '.join(REWARD_VERSIONS)} (default {DEFAULT_REWARD_VERSION}, metaworld 3.1.1's)")
         self.benchmark, self.task, self.seed, self.fast = benchmark, task, int(seed), fast
+        self.reward_version = reward_version
         if benchmark == "ml1":
             if task is None or task.removesuffix("-v3") not in task_names():
                 raise EnvSpecError(
@@ -107,8 +118,10 @@ class MetaWorldFamily(TaskFamily):
             self.description = f"Meta-World {benchmark.upper()}: {int(benchmark[2:])} train classes, {held} held-out test classes"
         else:
             raise EnvSpecError(f"unknown Meta-World benchmark {benchmark!r}; allowed: ml1-<task>, ml10, ml45")
-        if self.seed != 0:
-            self.name += f"?seed={self.seed}"
+        extra = ([f"seed={self.seed}"] if self.seed != 0 else []) + (
+            [f"reward_version={reward_version}"] if reward_version != DEFAULT_REWARD_VERSION else [])
+        if extra:
+            self.name += "?" + "&".join(extra)
 
     @functools.cached_property
     def _benchmark(self):
@@ -166,11 +179,11 @@ class MetaWorldFamily(TaskFamily):
         return out
 
     def make_env(self, task: Task) -> gym.Env:
-        return MetaWorldEnv(task, fast=self.fast)
+        return MetaWorldEnv(task, fast=self.fast, reward_version=self.reward_version)
 
     def set_task(self, env: gym.Env, task: Task) -> gym.Env:
         if (isinstance(env, MetaWorldEnv) and env.task.params["env_name"] == task.params["env_name"]
-                and env.fast == self.fast):
+                and env.fast == self.fast and env.reward_version == self.reward_version):
             env.set_task(task)
             return env
         env.close()

@@ -200,8 +200,10 @@ def _make_family(spec: str, **extra_kwargs: Any) -> TaskFamily:
         from metarl.envs.metaworld_family import MetaWorldFamily
 
         if name.startswith("ml1-"):
-            return _call(lambda seed=0, fast=True: MetaWorldFamily("ml1", name[4:], seed, fast), name, params)
-        return _call(lambda seed=0, fast=True: MetaWorldFamily(name, None, seed, fast), name, params)
+            return _call(lambda seed=0, fast=True, reward_version="v2": MetaWorldFamily("ml1", name[4:], seed, fast,
+                                                                                       reward_version), name, params)
+        return _call(lambda seed=0, fast=True, reward_version="v2": MetaWorldFamily(name, None, seed, fast, reward_version),
+                     name, params)
     if name not in _REGISTRY and ":" not in name:
         from metarl.envs.plugins import import_plugins
 

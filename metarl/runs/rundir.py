@@ -69,6 +69,9 @@ class RunMetadata:
     #: (``--plugin``; see :mod:`metarl.envs.plugins`).
     plugins: list[str] = field(default_factory=list)
     metarl_version: str = field(default_factory=metarl_version)
+    #: Library versions and the benchmark identity the numbers depend on
+    #: (:func:`metarl.evaluation.manifest.manifest`); compared before runs are plotted together.
+    manifest: dict = field(default_factory=dict)
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
     created: str = field(default_factory=lambda: _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
