@@ -16,10 +16,11 @@ from metarl.envs.metaworld_fast import install, quat_from_matrix
 FAST_METHODS = ("touching_object", "_get_curr_obs_combined_no_goal", "_get_obs")
 
 
-def _pair(env_name: str, goal: int = 0) -> tuple[MetaWorldEnv, MetaWorldEnv]:
+def _pair(env_name: str, goal: int = 0, reward_version: str = "v2") -> tuple[MetaWorldEnv, MetaWorldEnv]:
     """A stock and a fast env on the same ML1 train goal."""
     task = MetaWorldFamily("ml1", env_name.removesuffix("-v3")).all_tasks("train")[goal]
-    return MetaWorldEnv(task, fast=False), MetaWorldEnv(task, fast=True)
+    return (MetaWorldEnv(task, fast=False, reward_version=reward_version),
+            MetaWorldEnv(task, fast=True, reward_version=reward_version))
 
 
 def _same_step(stock: tuple, fast: tuple, where: str) -> None:
@@ -32,11 +33,11 @@ def _same_step(stock: tuple, fast: tuple, where: str) -> None:
         assert type(i0[k]) is type(i1[k]) and np.array_equal(i0[k], i1[k]), f"{where}: info[{k!r}] {i0[k]!r} != {i1[k]!r}"
 
 
-def compare_episodes(env_name: str, seed: int = 0) -> dict[str, float]:
+def compare_episodes(env_name: str, seed: int = 0, reward_version: str = "v2") -> dict[str, float]:
     """Two 500-step episodes on a stock and a fast env: seeded random actions, then Meta-World's scripted
     policy (told the goal the env hides) plus noise, so that grasps and successes happen too.
     Returns counts of success and of steps where the gripper touched the main object."""
-    stock, fast = _pair(env_name, goal=seed % 50)
+    stock, fast = _pair(env_name, goal=seed % 50, reward_version=reward_version)
     try:
         main_geom = stock.unwrapped._get_id_main_object()
     except (KeyError, NotImplementedError, AttributeError):  # some classes name geoms by a MuJoCo API gone since
@@ -75,6 +76,14 @@ def test_fast_env_equals_stock_for_full_episodes(env_name):
     assert counts["success"] > 0, "the scripted episode should succeed, so success flags are compared both ways"
     if env_name == "pick-place-v3":
         assert counts["touching"] > 0, "the scripted grasp exercises the contact code"
+
+
+@pytest.mark.parametrize("env_name", ["reach-v3", "pick-place-v3"])
+def test_fast_env_equals_stock_with_v1_rewards(env_name):
+    stock, _ = _pair(env_name, reward_version="v1")
+    assert stock.unwrapped.reward_function_version == "v1"
+    counts = compare_episodes(env_name, seed=1, reward_version="v1")
+    assert counts["steps"] == 1000
 
 
 @pytest.mark.slow
