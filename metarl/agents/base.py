@@ -50,6 +50,9 @@ class SamplingConfig:
     step_timeout: float | None = param(DEFAULT_STEP_TIMEOUT, min=0.0, exclusive_min=True,
                                        help="seconds one batched env step or reset of a worker may take before "
                                             "the run fails with an error naming the env (null: no limit)")
+    max_envs: int | None = param(None, min=1, help="the most envs live at once; a larger batch is collected in "
+                                                   "passes over its episodes (Meta-World envs hold ~20 MB each; "
+                                                   "null: no bound)")
     env_threads: int | None = param(None, min=1, help="threads each worker steps a batched family's physics on "
                                                       "(MuJoCo locomotion); null: its share of the cores")
 
@@ -182,7 +185,8 @@ class MetaAgent(ABC):
         self.rng = np.random.default_rng(seed)
         sampling: SamplingConfig = config.sampling
         self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address,
-                                    timeout=sampling.step_timeout, env_threads=sampling.env_threads)
+                                    timeout=sampling.step_timeout, env_threads=sampling.env_threads,
+                                    max_envs=sampling.max_envs)
 
     def warm_start(self, source: str, load: Callable[[dict[str, Tensor]], Any], shape: str) -> None:
         """``init_from``: load another run's network (its checkpoint's ``agent.net``) with ``load``.

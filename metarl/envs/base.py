@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +148,14 @@ class TaskFamily(ABC):
             return env
         env.close()
         return self.make_env(task)
+
+    def env_key(self, task: Task) -> Hashable:
+        """Tasks with equal keys can share an env through :meth:`set_task` (Meta-World: the class).
+
+        Samplers keep envs by key and hand a slot an idle env of its task's key before building
+        one; the default (one key for all) suits families whose ``set_task`` re-targets any env.
+        """
+        return None
 
     def make_batch(self, threads: int = 1) -> EnvBatch:
         """The slots a sampler worker steps together (:mod:`metarl.envs.env_batch`).

@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -107,16 +107,44 @@ class GymEnvBatch(EnvBatch):
     def __init__(self, family: TaskFamily) -> None:
         self.family = family
         self.envs: list[gym.Env] = []
+        self.keys: list[Any] = []
+        self.idle: dict[Any, list[gym.Env]] = {}  #: envs no slot uses now, by :meth:`TaskFamily.env_key`
+        self.builds = 0  #: envs built so far (``make_env`` calls)
 
     def configure(self, tasks: Sequence[Task]) -> None:
-        for i, task in enumerate(tasks):
+        """Slot ``i`` keeps its env if its new task has the same key, else takes an idle env of that
+        key, else builds one. Idle envs are kept for later calls, at most as many as there are
+        slots (the oldest go first), so a batch holds at most twice its slots in envs."""
+        keys = [self.family.env_key(t) for t in tasks]
+        old, old_keys = self.envs, self.keys
+        keep = {i: env for i, env in enumerate(old) if i < len(tasks) and old_keys[i] == keys[i]}
+        for i, env in enumerate(old):
+            if i not in keep:
+                self.idle.setdefault(old_keys[i], []).append(env)
+        self.envs, self.keys = [], []
+        for i, (task, key) in enumerate(zip(tasks, keys, strict=True)):
+            env = keep.get(i) or (self.idle[key].pop(0) if self.idle.get(key) else None)
             try:
-                if i < len(self.envs):
-                    self.envs[i] = self.family.set_task(self.envs[i], task)
+                if env is None:
+                    env = self.family.make_env(task)
+                    self.builds += 1
                 else:
-                    self.envs.append(self.family.make_env(task))
+                    env = self.family.set_task(env, task)
             except Exception as exc:
                 raise SlotError(i, "build", exc) from exc
+            self.envs.append(env)
+            self.keys.append(key)
+        self._bound_idle(len(tasks))
+
+    def _bound_idle(self, limit: int) -> None:
+        spare = [(key, env) for key, envs in self.idle.items() for env in envs]
+        for key, env in spare[: max(0, len(spare) - limit)]:
+            self.idle[key].remove(env)
+            try:
+                env.close()
+            except Exception:  # closing is best effort
+                pass
+        self.idle = {k: v for k, v in self.idle.items() if v}
 
     def reset(self, slots: np.ndarray, seeds: Sequence[int | None], obs_out: np.ndarray) -> None:
         envs = self.envs
@@ -155,9 +183,9 @@ class GymEnvBatch(EnvBatch):
         return StepResult(reward, terminated, truncated, success_arr, reported)
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in self.envs + [e for envs in self.idle.values() for e in envs]:
             try:
                 env.close()
             except Exception:  # closing is best effort: we are shutting down anyway
                 pass
-        self.envs = []
+        self.envs, self.keys, self.idle = [], [], {}

@@ -29,7 +29,7 @@ from metarl.envs import Task, TaskFamily, make_family
 from metarl.sampling.actor import Actor
 from metarl.sampling.backend import Backend
 from metarl.sampling.buffers import Layout
-from metarl.sampling.episodes import Episodes
+from metarl.sampling.episodes import Episodes, tensor_fields
 from metarl.sampling.errors import SamplerConfigError, SamplerError
 
 BACKENDS = ("serial", "process", "ray")
@@ -59,8 +59,9 @@ class Sampler:
     re-targeted to new tasks in place.
     """
 
-    def __init__(self, family: TaskFamily, backend: Backend, max_episode_steps: int | None = None) -> None:
-        self.family, self.backend = family, backend
+    def __init__(self, family: TaskFamily, backend: Backend, max_episode_steps: int | None = None,
+                 max_envs: int | None = None) -> None:
+        self.family, self.backend, self.max_envs = family, backend, max_envs
         self.horizon = int(max_episode_steps or family.horizon)
         self.steps_collected = 0
         self._closed = False
@@ -113,7 +114,7 @@ class Sampler:
             seed = int(np.random.SeedSequence().entropy % 2**31)
         try:
             with torch.no_grad():
-                return self._collect(tasks, actor, episodes_per_task, episodes_per_trial, int(seed))
+                return self._in_passes(tasks, actor, episodes_per_task, episodes_per_trial, int(seed))
         except SamplerError:
             raise
         except BaseException:
@@ -121,6 +122,27 @@ class Sampler:
             # unanswered messages, so restart its workers on the next call.
             self.backend.abort()
             raise
+
+    def _in_passes(self, tasks: list[Task], actor: Actor, episodes_per_task: int, per_trial: int,
+                   seed: int) -> Episodes:
+        """All trials at once, or, above ``max_envs`` env slots, in passes over the trials.
+
+        Why: every slot is a live env, and a Meta-World env holds ~20 MB (its model's meshes), so an
+        ML45 batch of 45 tasks x 10 episodes would hold 9 GB at once. A pass runs every task with a
+        share of its trials; episode ``j`` of task ``i`` gets the same env seed in every split, while
+        the actor's noise is drawn per pass (so results depend on ``max_envs``, reproducibly).
+        """
+        trials = episodes_per_task // per_trial
+        n_tasks = len(tasks)
+        if self.max_envs is None or n_tasks * trials <= self.max_envs:
+            return self._collect(tasks, actor, trials, per_trial, seed)
+        per_pass = self.max_envs // n_tasks
+        if per_pass < 1:
+            raise SamplerConfigError(f"max_envs={self.max_envs} is less than the {n_tasks} tasks of this batch; "
+                                     f"allowed: max_envs >= {n_tasks} (a pass holds at least one trial per task)")
+        parts = [self._collect(tasks, actor, min(per_pass, trials - lo), per_trial, seed, first_trial=lo,
+                               total_trials=trials) for lo in range(0, trials, per_pass)]
+        return concat_episodes(parts)
 
     def _check_request(self, tasks: list[Task], episodes_per_task: int, episodes_per_trial: int) -> None:
         if not tasks:
@@ -142,15 +164,16 @@ class Sampler:
                 f"({len(tasks)} tasks x {episodes_per_task // episodes_per_trial} trials); "
                 f"allowed: workers <= {n_envs} (or sample more tasks/trials)")
 
-    def _collect(self, tasks: list[Task], actor: Actor, episodes_per_task: int, per_trial: int,
-                 seed: int) -> Episodes:
+    def _collect(self, tasks: list[Task], actor: Actor, trials: int, per_trial: int, seed: int,
+                 first_trial: int = 0, total_trials: int | None = None) -> Episodes:
         T, E, H = len(tasks), per_trial, self.horizon
-        S = episodes_per_task // E
+        S = trials
         N = T * S
         obs_shape, act_shape = self._obs_shape, self._act_shape
         slot_row = np.repeat(np.arange(T), S)
         slot_col0 = np.tile(np.arange(S), T) * E  # column of the slot's first episode
-        slot_seeds = episode_seeds(seed, T, S * E).reshape(N, E)
+        columns = slice(first_trial * E, (first_trial + S) * E)  # this pass's episodes of the whole batch
+        slot_seeds = episode_seeds(seed, T, (total_trials or S) * E)[:, columns].reshape(N, E)
 
         buf = self.backend.configure([tasks[r] for r in slot_row],
                                      [f"task row {r}, trial {c // E}" for r, c in zip(slot_row, slot_col0)],
@@ -175,7 +198,7 @@ class Sampler:
         active = np.ones(N, bool)
         episode_start = np.ones(N, bool)
         buf.next_seed[:] = slot_seeds[:, 1] if E > 1 else -1
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed if first_trial == 0 else (seed * 1_000_003 + first_trial) % 2**62)
         state = actor.initial_state(T, S)
         low, high = self._low, self._high
 
@@ -255,6 +278,15 @@ class Sampler:
             episodes_per_trial=E, seed=seed, reports_success=reports_success)
 
 
+def concat_episodes(parts: Sequence[Episodes]) -> Episodes:
+    """Episodes of the same tasks side by side along the episode dimension (passes of one batch)."""
+    first = parts[0]
+    fields = {name: torch.cat([getattr(p, name) for p in parts], dim=1) for name in tensor_fields()}
+    info = {k: torch.cat([p.agent_info[k] for p in parts], dim=1) for k in first.agent_info}
+    return Episodes(**fields, tasks=first.tasks, agent_info=info, episodes_per_trial=first.episodes_per_trial,
+                    seed=first.seed, reports_success=any(p.reports_success for p in parts))
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     """A CPU tensor's numpy view (no copy); other devices are copied to the host."""
     t = t.detach()
@@ -303,7 +335,8 @@ def _check_workers(backend: str, workers: int | None) -> None:
 
 def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int | None = None,
                  ray_address: str | None = None, *, max_episode_steps: int | None = None,
-                 timeout: float | None = None, start_method: str = "spawn", env_threads: int | None = None) -> Sampler:
+                 timeout: float | None = None, start_method: str = "spawn", env_threads: int | None = None,
+                 max_envs: int | None = None) -> Sampler:
     """Build a sampler for ``family`` on ``backend`` (``serial``, ``process`` or ``ray``).
 
     ``workers``: worker processes (``process``, default one per core) or Ray
@@ -319,7 +352,8 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     ``env_threads`` (``sampling.env_threads``): threads each worker may step a batched family's
     physics on (:meth:`TaskFamily.make_batch`); ``None``: its share of the cores (all of them for
     ``serial``, ``cores // workers`` for ``process``, its CPUs for a Ray actor). Results never
-    depend on it.
+    depend on it. ``max_envs`` (``sampling.max_envs``): the most env slots live at once; a larger
+    batch runs in passes over its trials (see :meth:`Sampler._in_passes`); ``None``: no bound.
     """
     if backend not in BACKENDS:
         raise SamplerConfigError(f"backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
@@ -329,6 +363,8 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
                                  "allowed: ray_address only with backend='ray'")
     if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
         raise SamplerConfigError(f"max_episode_steps={max_episode_steps!r} is invalid; allowed: an integer >= 1")
+    if max_envs is not None and (isinstance(max_envs, bool) or not isinstance(max_envs, int) or max_envs < 1):
+        raise SamplerConfigError(f"max_envs={max_envs!r} is invalid; allowed: an integer >= 1, or None")
     if env_threads is not None and (isinstance(env_threads, bool) or not isinstance(env_threads, int)
                                     or env_threads < 1):
         raise SamplerConfigError(f"env_threads={env_threads!r} is invalid; allowed: an integer >= 1, or None")
@@ -354,4 +390,4 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
 
         impl = RayBackend(spec, workers, max_episode_steps, address=ray_address, timeout=timeout,
                           threads=env_threads)
-    return Sampler(fam, impl, max_episode_steps)
+    return Sampler(fam, impl, max_episode_steps, max_envs)
