@@ -65,6 +65,10 @@ class EvalConfig:
     tasks: int = param(10, min=1, help="held-out tasks per meta-test")
     rounds: int = param(1, min=0, help="adaptation rounds (gradient steps or trial episodes)")
     episodes_per_round: int = param(10, min=1, help="episodes per round and task")
+    protocol: str = param("metarl", choices=["metarl", "metaworld"],
+                          help="metarl: the rounds above on `tasks` held-out tasks; metaworld: Meta-World's own "
+                               "evaluator with Meta-World+'s numbers (Meta-World families), logged as "
+                               "eval/metaworld/success and eval/metaworld/return")
 
 
 def default_trainer() -> TrainerConfig:
@@ -216,6 +220,11 @@ class MetaAgent(ABC):
         """
         if config.every <= 0 or (it + 1) % config.every:
             return {}
+        if config.protocol == "metaworld":
+            from metarl.evaluation.metaworld_eval import evaluate_metaworld
+
+            result = evaluate_metaworld(self)
+            return {"eval/metaworld/success": result["mean_success"], "eval/metaworld/return": result["mean_return"]}
         tasks = self.family.sample(config.tasks, rng=10_007, split="test")
         rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
         out: dict[str, float] = {}

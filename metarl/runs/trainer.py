@@ -79,6 +79,8 @@ class TrainerConfig:
     """Run-loop settings, declared like agent configs so ``--set`` can reach them."""
 
     iterations: int = param(100, min=1, help="total outer iterations")
+    total_steps: int | None = param(None, min=1, help="stop once this many env steps were collected instead "
+                                                      "(null: stop after `iterations`; set, `iterations` is ignored)")
     checkpoint_every: int = param(10, min=1, help="checkpoint every K iterations")
     keep_last: int | None = param(None, min=1, help="keep only the newest N checkpoints (null: keep all)")
     progress: bool | None = param(None, help="progress bar (null: only on a terminal)")
@@ -176,6 +178,12 @@ class Trainer:
             metrics["perf/steps_per_s"] = steps / max(duration, 1e-9)
         return metrics
 
+    def done(self) -> bool:
+        """The budget is spent: ``total_steps`` env steps when set, else ``iterations`` iterations."""
+        if self.config.total_steps is not None:
+            return self._env_steps >= self.config.total_steps
+        return self.iteration >= self.config.iterations
+
     def run(self, *, resume: bool = False) -> TrainResult:
         """Train until ``config.iterations`` or an interrupt; see :class:`TrainResult`."""
         cfg = self.config
@@ -195,21 +203,21 @@ class Trainer:
         bar = ProgressBar(cfg.iterations, self.iteration, enabled=cfg.progress, desc=self.agent.name)
         with GracefulInterrupt() as stop, logger:
             try:
-                while self.iteration < cfg.iterations and not stop.requested:
+                while not self.done() and not stop.requested:
                     metrics = self._step()
                     logger.log(metrics, step=self.iteration)
                     bar.update(self.iteration, metrics)
-                    if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    if self.iteration % cfg.checkpoint_every == 0 or self.done():
                         last_saved, saved_at = self.save(), self.iteration
             finally:
                 bar.close()
-            interrupted = stop.requested and self.iteration < cfg.iterations
+            interrupted = stop.requested and not self.done()
             if interrupted and saved_at != self.iteration:
                 last_saved = self.save()
         last_saved = last_saved or find_latest(self.run_dir.path)
         if interrupted:
             print(
-                f"Interrupted after {self.iteration}/{cfg.iterations} iterations; "
+                f"Interrupted after {self.iteration} iterations ({self._env_steps:,} env steps); "
                 f"checkpoint saved. Resume with:\n  {resume_command(self.run_dir.path)}",
                 file=sys.stderr,
                 flush=True,
