@@ -115,3 +115,19 @@ def test_full_default_protocol_on_an_untrained_agent(tmp_path: Path) -> None:
     with MAMLTRPO(MAMLTRPOConfig(hidden_sizes=(16, 16)), "ml1-reach") as agent:
         result = evaluate_metaworld(agent, MetaWorldProtocol(), out_dir=tmp_path)
     assert result["protocol"]["goals_evaluated_per_class"] == 40 and 0.0 <= result["mean_success"] <= 1.0
+
+
+def test_training_logs_the_metaworld_protocol_against_env_steps(tmp_path: Path) -> None:
+    import csv
+
+    run = tmp_path / "run"
+    sets = ["meta_batch_size=2", "episodes_per_task=1", "hidden_sizes=[8, 8]", "eval.every=1",
+            "eval.protocol=metaworld", "eval.mw_meta_batch_size=2", "eval.mw_goals_per_class=2",
+            "eval.mw_adaptation_episodes=1", "eval.mw_evaluation_episodes=1", "eval.mw_max_episode_steps=10",
+            "trainer.stdout=false", "sampling.backend=serial", "sampling.workers=null"]
+    done = metarl("train", "maml-trpo", "--env", "ml1-reach", "--run-dir", str(run), "--iterations", "1",
+                  "--no-progress", *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    assert done.code == 0, done.err
+    row = next(csv.DictReader((run / "progress.csv").open()))
+    assert 0.0 <= float(row["eval/metaworld/success"]) <= 1.0 and float(row["time/total_env_steps"]) == 2000
+    assert float(row["eval/metaworld/return"]) > 0

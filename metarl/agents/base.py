@@ -69,6 +69,12 @@ class EvalConfig:
                           help="metarl: the rounds above on `tasks` held-out tasks; metaworld: Meta-World's own "
                                "evaluator with Meta-World+'s numbers (Meta-World families), logged as "
                                "eval/metaworld/success and eval/metaworld/return")
+    mw_meta_batch_size: int = param(20, min=1, help="protocol=metaworld: envs evaluated in parallel")
+    mw_goals_per_class: int = param(40, min=1, help="protocol=metaworld: test goals per test class")
+    mw_adaptation_episodes: int = param(10, min=1, help="protocol=metaworld: adaptation episodes")
+    mw_evaluation_episodes: int = param(3, min=1, help="protocol=metaworld: scored episodes per goal")
+    mw_max_episode_steps: int | None = param(None, min=1, help="protocol=metaworld: truncate episodes "
+                                                               "(null: the benchmark's 500)")
 
 
 def default_trainer() -> TrainerConfig:
@@ -221,9 +227,12 @@ class MetaAgent(ABC):
         if config.every <= 0 or (it + 1) % config.every:
             return {}
         if config.protocol == "metaworld":
-            from metarl.evaluation.metaworld_eval import evaluate_metaworld
+            from metarl.evaluation.metaworld_eval import MetaWorldProtocol, evaluate_metaworld
 
-            result = evaluate_metaworld(self)
+            result = evaluate_metaworld(self, MetaWorldProtocol(
+                meta_batch_size=config.mw_meta_batch_size, goals_per_class=config.mw_goals_per_class,
+                adaptation_episodes=config.mw_adaptation_episodes, evaluation_episodes=config.mw_evaluation_episodes,
+                max_episode_steps=config.mw_max_episode_steps))
             return {"eval/metaworld/success": result["mean_success"], "eval/metaworld/return": result["mean_return"]}
         tasks = self.family.sample(config.tasks, rng=10_007, split="test")
         rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
