@@ -226,14 +226,16 @@ def _evaluate_metaworld(args: argparse.Namespace, run: Any, out_dir: Path) -> in
                                  adaptation_steps=args.mw_adaptation_steps,
                                  adaptation_episodes=args.mw_adaptation_episodes,
                                  evaluation_episodes=args.mw_evaluation_episodes, num_evals=args.mw_num_evals,
-                                 max_episode_steps=args.mw_max_episode_steps, seed=args.seed)
+                                 max_episode_steps=args.mw_max_episode_steps, seed=args.seed,
+                                 deterministic_eval=not args.mw_sampled_eval)
     agent = load_agent(run.path, args.checkpoint, device=args.device)
     try:
         result = evaluate_metaworld(agent, protocol, out_dir=out_dir, run=run.path.name)
     finally:
         agent.close()
     print(format_metaworld(result))
-    print(f"results: {out_dir / 'metaworld_protocol.json'}")
+    name = "metaworld_protocol.json" if protocol.deterministic_eval else "metaworld_protocol_sampled.json"
+    print(f"results: {out_dir / name}")
     return EXIT_OK
 
 
@@ -374,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rounds of goals (default: every test goal once)")
     mw.add_argument("--mw-max-episode-steps", type=_int_at_least(1, "mw-max-episode-steps"), default=None,
                     help="truncate episodes (default: the benchmark's 500)")
+    mw.add_argument("--mw-sampled-eval", action="store_true",
+                    help="evaluation episodes sample actions (default: the policy's mean, as the reference code)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="training and adaptation curves of one or more runs in one figure", parents=common,

@@ -302,16 +302,18 @@ def evaluate_metaworld(agent: MetaAgent, protocol: MetaWorldProtocol = MetaWorld
         raise RuntimeError(f"Meta-World's evaluator returned non-finite results: {result}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metaworld_protocol.json").write_text(json.dumps(result, indent=2) + "\n")
+        name = "metaworld_protocol.json" if protocol.deterministic_eval else "metaworld_protocol_sampled.json"
+        (out_dir / name).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def format_metaworld(result: dict[str, Any]) -> str:
     """The printed report: mean success and return, then success per test class."""
     p = result["protocol"]
+    acting = "mean actions" if p["deterministic_eval"] else "sampled actions"
     lines = [f"Meta-World evaluator ({result['evaluator']}), {result['family']}: {p['adaptation_steps']} adaptation "
-             f"step(s) x {p['adaptation_episodes']} episodes, {p['evaluation_episodes']} evaluation episodes, "
-             f"{p['goals_evaluated_per_class']} goals per test class",
+             f"step(s) x {p['adaptation_episodes']} episodes, {p['evaluation_episodes']} evaluation episodes "
+             f"({acting}), {p['goals_evaluated_per_class']} goals per test class",
              f"  mean success {result['mean_success']:.3f}   mean return {result['mean_return']:.1f}"]
     lines += [f"  {name:28s} success {rate:.3f}" for name, rate in result["success_per_class"].items()]
     return "\n".join(lines)
