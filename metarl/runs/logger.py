@@ -255,11 +255,13 @@ class ProgressBar:
         enabled: bool | None = None,
         return_key: str = "train/return",
         desc: str | None = None,
+        unit: str = "it",
     ) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self.return_key = return_key
-        self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="it", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit=unit, dynamic_ncols=True,
+                        unit_scale=unit != "it")
 
     def _latest_return(self, metrics: Mapping[str, Any]) -> Any:
         if self.return_key in metrics:
@@ -268,7 +270,7 @@ class ProgressBar:
         return metrics[returns[-1]] if returns else None
 
     def update(self, iteration: int, metrics: Mapping[str, Any]) -> None:
-        """Advance to ``iteration`` completed iterations and refresh the postfix."""
+        """Advance to ``iteration`` completed iterations (or env steps, for a step budget) and refresh the postfix."""
         postfix: dict[str, str] = {}
         ret = self._latest_return(metrics)
         if ret is not None:

@@ -200,13 +200,15 @@ class Trainer:
         # left without checkpoints drops that attempt's rows too.
         logger = RunLogger(self.run_dir.path, stdout=cfg.stdout, tensorboard=cfg.tensorboard,
                            resume_after=self.iteration)
-        bar = ProgressBar(cfg.iterations, self.iteration, enabled=cfg.progress, desc=self.agent.name)
+        by_steps = cfg.total_steps is not None  # the bar counts what the budget counts
+        bar = ProgressBar(cfg.total_steps if by_steps else cfg.iterations, self._env_steps if by_steps else self.iteration,
+                          enabled=cfg.progress, desc=self.agent.name, unit="steps" if by_steps else "it")
         with GracefulInterrupt() as stop, logger:
             try:
                 while not self.done() and not stop.requested:
                     metrics = self._step()
                     logger.log(metrics, step=self.iteration)
-                    bar.update(self.iteration, metrics)
+                    bar.update(self._env_steps if by_steps else self.iteration, metrics)
                     if self.iteration % cfg.checkpoint_every == 0 or self.done():
                         last_saved, saved_at = self.save(), self.iteration
             finally:
