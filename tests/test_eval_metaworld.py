@@ -49,6 +49,7 @@ def test_metaworld_evaluator_drives_the_agent_end_to_end(kind: str, tmp_path: Pa
     assert len(calls) == 2 and all(tuple(e.rewards.shape) == (2, 2, 25) for e in calls)
     assert all(bool((e.lengths == 25).all()) and float(e.rewards.abs().sum()) > 0 for e in calls)
     assert json.loads((tmp_path / "metaworld_protocol.json").read_text())["mean_success"] == result["mean_success"]
+    assert "biased upward" in result["note"] and "--mw-meta-batch-size 1" in result["note"]  # 2 envs, 1 class
 
 
 def test_evaluated_goals_are_the_benchmarks_test_goals() -> None:
