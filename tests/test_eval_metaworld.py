@@ -23,10 +23,19 @@ TINY = MetaWorldProtocol(meta_batch_size=2, goals_per_class=4, adaptation_episod
                          max_episode_steps=25)
 
 
-@pytest.mark.parametrize("kind", ["maml-trpo", "rl2"])
+def _agent(kind: str):
+    if kind == "maml-trpo":
+        return MAMLTRPO(MAMLTRPOConfig(hidden_sizes=(16, 16)), "ml1-reach")
+    if kind == "reptile-ppo":
+        from metarl.agents.reptile_ppo import ReptilePPO, ReptilePPOConfig
+
+        return ReptilePPO(ReptilePPOConfig(hidden_sizes=(16, 16), minibatch_size=25), "ml1-reach")
+    return RL2(RL2Config(hidden_size=16), "ml1-reach")
+
+
+@pytest.mark.parametrize("kind", ["maml-trpo", "reptile-ppo", "rl2"])
 def test_metaworld_evaluator_drives_the_agent_end_to_end(kind: str, tmp_path: Path) -> None:
-    agent = (MAMLTRPO(MAMLTRPOConfig(hidden_sizes=(16, 16)), "ml1-reach") if kind == "maml-trpo"
-             else RL2(RL2Config(hidden_size=16), "ml1-reach"))
+    agent = _agent(kind)
     calls = []
     session = agent.adaptation_session
 
