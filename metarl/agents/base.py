@@ -233,7 +233,9 @@ class MetaAgent(ABC):
                 meta_batch_size=config.mw_meta_batch_size, goals_per_class=config.mw_goals_per_class,
                 adaptation_episodes=config.mw_adaptation_episodes, evaluation_episodes=config.mw_evaluation_episodes,
                 max_episode_steps=config.mw_max_episode_steps))
-            return {"eval/metaworld/success": result["mean_success"], "eval/metaworld/return": result["mean_return"]}
+            out = {"eval/metaworld/success": result["mean_success"], "eval/metaworld/return": result["mean_return"]}
+            out.update({f"eval/metaworld/success/{name}": rate for name, rate in result["success_per_class"].items()})
+            return out
         tasks = self.family.sample(config.tasks, rng=10_007, split="test")
         rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
         out: dict[str, float] = {}

@@ -163,9 +163,14 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def _step(self) -> dict[str, Any]:
+        sampler = getattr(self.agent, "sampler", None)
+        sampled_before = getattr(sampler, "seconds", None)
         start = time.perf_counter()
         metrics = namespaced(self.agent.train_iteration(self.iteration))
         duration = time.perf_counter() - start
+        if sampled_before is not None:  # collecting vs the rest (the update, and any periodic evaluation)
+            metrics["time/sampling_s"] = sampler.seconds - sampled_before
+            metrics["time/update_s"] = duration - metrics["time/sampling_s"]
         self.iteration += 1
         self._elapsed_s += duration
         metrics[STEP_KEY] = self.iteration

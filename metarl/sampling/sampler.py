@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +63,7 @@ class Sampler:
     def __init__(self, family: TaskFamily, backend: Backend, max_episode_steps: int | None = None,
                  max_envs: int | None = None) -> None:
         self.family, self.backend, self.max_envs = family, backend, max_envs
+        self.seconds = 0.0  #: wall time spent in :meth:`sample`, for the trainer's sampling/update split
         self.horizon = int(max_episode_steps or family.horizon)
         self.steps_collected = 0
         self._closed = False
@@ -112,6 +114,7 @@ class Sampler:
         self._check_request(tasks, episodes_per_task, episodes_per_trial)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**31)
+        start = time.perf_counter()
         try:
             with torch.no_grad():
                 return self._in_passes(tasks, actor, episodes_per_task, episodes_per_trial, int(seed))
@@ -122,6 +125,8 @@ class Sampler:
             # unanswered messages, so restart its workers on the next call.
             self.backend.abort()
             raise
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def _in_passes(self, tasks: list[Task], actor: Actor, episodes_per_task: int, per_trial: int,
                    seed: int) -> Episodes:
