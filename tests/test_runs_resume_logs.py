@@ -15,11 +15,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from metarl.runs.logger import AppendingCSVOutputFormat
 from metarl.runs.rng import seed_everything
-from metarl.runs.trainer import Trainer, TrainerConfig
+from metarl.runs.trainer import TIMING_KEYS, Trainer, TrainerConfig
 from tests.test_runs_trainer import ToyAgent
 
 #: Columns that depend on wall time; the others are a deterministic function of the seed.
-TIMING = {"time/iteration_s", "time/elapsed_s", "perf/steps_per_s"}
+TIMING = TIMING_KEYS
 
 
 class Crash(RuntimeError):

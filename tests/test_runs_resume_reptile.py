@@ -17,6 +17,7 @@ import torch
 
 from metarl.api import train
 from metarl.runs import load_checkpoint
+from metarl.runs.trainer import TIMING_KEYS
 
 # Speed only: fewer tasks, episodes and updates, a smaller net; nothing that touches the anneal
 # (outer_lr, outer_lr_final, anneal_iterations come from metarl/defaults/reptile-ppo/point-nav.yaml).
@@ -24,7 +25,7 @@ FAST = ["meta_batch_size=2", "episodes_per_update=2", "inner_updates=2", "ppo_ep
         "hidden_sizes=[8]", "trainer.checkpoint_every=2", "trainer.stdout=false", "trainer.progress=false",
         "trainer.tensorboard=false"]
 #: Columns that depend on wall time; everything else must match bit for bit.
-TIMING = {"time/iteration_s", "time/elapsed_s", "perf/steps_per_s"}
+TIMING = TIMING_KEYS
 
 
 def _rows(run: Path) -> list[dict[str, str]]:

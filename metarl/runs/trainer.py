@@ -52,6 +52,8 @@ from metarl.runs.rundir import RunDir, resume_command
 __all__ = ["ENV_STEPS_KEY", "Agent", "TrainResult", "Trainer", "TrainerConfig"]
 
 ENV_STEPS_KEY = "time/env_steps"
+#: Columns that measure wall time: everything else a seeded run logs is reproducible bit for bit.
+TIMING_KEYS = frozenset({"time/iteration_s", "time/elapsed_s", "perf/steps_per_s", "time/sampling_s", "time/update_s"})
 """Metric an agent returns with the environment steps sampled this iteration;
 the trainer turns it into ``time/total_env_steps`` and ``perf/steps_per_s``."""
 
