@@ -45,7 +45,7 @@ def process_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_evaluate_interrupted(process_run, sig):
     code, err, kids = _interrupt_when_workers_run(
-        ["evaluate", "run", "--tasks", "40", "--rounds", "3", "--episodes", "40", "--no-progress", "--out", "ev"],
+        ["evaluate", "run", "--tasks", "40", "--rounds", "3", "--episodes", "400", "--no-progress", "--out", "ev"],
         process_run, sig)
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err
