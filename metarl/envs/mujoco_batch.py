@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 _STATE = int(mujoco.mjtState.mjSTATE_TIME | mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL)
 
 
+#: The task parameter each locomotion kind reads (scalars for HalfCheetah, 2-vectors for Ant).
+_TASK_KEY = {"vel": "velocity", "dir": "direction", "ant-dir": "direction", "ant-goal": "goal"}
+
+
 def _rowdot(a: np.ndarray) -> np.ndarray:
     """``[a[k] @ a[k] for k]`` bitwise: a stacked matmul runs the 1-D dot's kernel (einsum does not)."""
     return (a[:, None, :] @ a[:, :, None])[:, 0, 0]
@@ -119,22 +123,13 @@ class LocomotionBatch(EnvBatch):
         if len(self.state) < n:
             self.state = np.vstack([self.state, np.zeros((n - len(self.state), self.width))])
             self.xy_prev = np.vstack([self.xy_prev, np.zeros((n - len(self.xy_prev), 2))])
+        key = _TASK_KEY[self.kind]
         try:
-            if self.kind == "vel":
-                self.params = {"velocity": np.array([t.params["velocity"] for t in tasks], float)}
-            elif self.kind == "dir":
-                self.params = {"direction": np.array([t.params["direction"] for t in tasks], float)}
-            elif self.kind == "ant-dir":
-                self.params = {"direction": np.array([t.params["direction"] for t in tasks], float).reshape(n, 2)}
-            else:
-                self.params = {"goal": np.array([t.params["goal"] for t in tasks], float).reshape(n, 2)}
+            values = np.array([t.params[key] for t in tasks], float)
+            self.params = {key: values.reshape(n, 2) if self.ant else values}
         except (KeyError, TypeError, ValueError) as exc:
-            bad = next((i for i, t in enumerate(tasks) if not self._valid(t)), 0)
+            bad = next((i for i, t in enumerate(tasks) if key not in t.params), 0)
             raise SlotError(bad, "build", exc) from exc
-
-    def _valid(self, task: Task) -> bool:
-        key = {"vel": "velocity", "dir": "direction", "ant-dir": "direction"}.get(self.kind, "goal")
-        return key in task.params
 
     # -- reset -------------------------------------------------------------------------
     def reset(self, slots: np.ndarray, seeds: Sequence[int | None], obs_out: np.ndarray) -> None:
