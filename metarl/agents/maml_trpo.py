@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -39,6 +39,8 @@ from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_
 from metarl.nn.policy import Policy
 from metarl.runs import ENV_STEPS_KEY, param
 from metarl.sampling import Episodes
+
+FisherMode = Literal["structured", "autograd"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class MAMLTRPOConfig(CommonConfig):
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
                                     help="policy weights: torch default, or xavier-uniform with zero biases (the "
                                          "MAML reference code's)")
+    fisher: FisherMode = param("structured", choices=["structured", "autograd"],
+                               help="how the TRPO step gets the meta-gradient and Fisher-vector products: from the "
+                                    "inner loop's structure (J^T F J, faster) or by double backward through the "
+                                    "whole second-order graph (the MAML reference code's); equal to float rounding")
     batched: BatchedMode = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
 
 
@@ -135,7 +141,9 @@ class MAMLTRPO(MetaAgent):
         objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
                                   first_order=cfg.first_order, batched=self.config.batched, frozen=self.frozen,
                                   inner_loss=cfg.inner_loss)
-        new_meta, info = trpo_step(meta, objective, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
+        linearize = objective.linearize if cfg.fisher == "structured" else None
+        new_meta, info = trpo_step(meta, objective, linearize=linearize, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
+                                   cg_damping=cfg.cg_damping,
                                    backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.line_search_steps)
         load_params_(self.policy, new_meta)
         metrics.update({"loss_before": info.loss_before, "loss_after": info.loss_after, "kl": info.kl,

@@ -5,8 +5,13 @@ Two configurations (64x64 tanh policy, one inner step, the shipped MAML-TRPO def
 * ``halfcheetah-vel?horizon=100``, 40 tasks x 20 episodes (160,000 env steps per iteration:
   the pre- and the post-adaptation batch), measured **before** (the gymnasium envs stepped one by
   one on one core, ``batched=false``: the path every run took before the batched MuJoCo path)
-  and **after** (the batched path on every core, the default), side by side;
-* ``point-nav``, 20 tasks x 20 episodes (its env path did not change: one row).
+  and **after** (the batched path on every core and the structured update, the defaults), side by side;
+* ``point-nav``, 20 tasks x 20 episodes (its env path did not change: the update's two ways only).
+
+The update is timed both ways: the Fisher-vector products by double backward through the whole
+second-order graph (``fisher: autograd``, the path before) and from the inner loop's structure
+(``fisher: structured``, :mod:`metarl.core.maml_curvature`, the default); the middle
+halfcheetah row (batched envs, old update) shows what each change contributes.
 
 *sampling* is the time inside ``Sampler.sample`` (policy forwards included); *update* is the
 rest of the iteration (the inner adaptation step, the meta-gradient, conjugate gradient and the
@@ -29,12 +34,15 @@ from metarl.bench import add_out_argument, choose, finish
 from metarl.runs import ENV_STEPS_KEY
 from metarl.sampling.backend import available_cores
 
-#: label -> (spec, tasks, episodes per task, [(contender, spec suffix, env_threads)])
-CASES: dict[str, tuple[str, int, int, list[tuple[str, str, int | None]]]] = {
+#: label -> (spec, tasks, episodes per task, [(contender, spec suffix, env_threads, fisher)])
+CASES: dict[str, tuple[str, int, int, list[tuple[str, str, int | None, str]]]] = {
     "halfcheetah-vel": ("halfcheetah-vel?horizon=100", 40, 20,
-                        [("before: gymnasium envs one by one, 1 core", "&batched=false", 1),
-                         ("after: batched MuJoCo, all cores", "", None)]),
-    "point-nav": ("point-nav", 20, 20, [("serial (unchanged path)", "", None)]),
+                        [("before: gymnasium envs one by one on 1 core, double-backward FVP", "&batched=false", 1,
+                          "autograd"),
+                         ("batched MuJoCo on all cores, double-backward FVP", "", None, "autograd"),
+                         ("after: batched MuJoCo on all cores, structured FVP", "", None, "structured")]),
+    "point-nav": ("point-nav", 20, 20, [("before: double-backward FVP", "", None, "autograd"),
+                                        ("after: structured FVP", "", None, "structured")]),
 }
 QUICK = {"halfcheetah-vel": (2, 2), "point-nav": (2, 2)}
 
@@ -42,12 +50,13 @@ QUICK = {"halfcheetah-vel": (2, 2), "point-nav": (2, 2)}
 class TimedIteration:
     """One MAML-TRPO agent whose sampler calls are timed."""
 
-    def __init__(self, spec: str, tasks: int, episodes: int, env_threads: int | None, seed: int) -> None:
+    def __init__(self, spec: str, tasks: int, episodes: int, env_threads: int | None, fisher: str, seed: int) -> None:
         from metarl.agents.base import SamplingConfig
         from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 
         config = MAMLTRPOConfig(meta_batch_size=tasks, episodes_per_task=episodes, hidden_sizes=(64, 64),
-                                inner_steps=1, sampling=SamplingConfig(env_threads=env_threads))
+                                inner_steps=1, sampling=SamplingConfig(env_threads=env_threads),
+                                fisher=fisher)  # type: ignore[arg-type]
         self.agent = MAMLTRPO(config, spec, seed=seed)
         self.sampling_s = 0.0
         sample = self.agent.sampler.sample
@@ -81,8 +90,8 @@ def bench_case(label: str, repeats: int, quick: bool, seed: int) -> dict[str, An
     if quick:
         tasks, episodes = QUICK[label]
     agents = {name: TimedIteration(spec + (suffix if "?" in spec else suffix.replace("&", "?", 1)), tasks, episodes,
-                                   threads, seed)
-              for name, suffix, threads in contenders}
+                                   threads, fisher, seed)
+              for name, suffix, threads, fisher in contenders}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in agents}
     try:
         for name, agent in agents.items():
@@ -126,8 +135,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                          f"{r['update_s']:.2f} | {r['env_steps']:,.0f} | {r['steps_per_s']:,.0f} | "
                          f"{r['sampling_steps_per_s']:,.0f} |")
     for case in result["cases"]:
-        if len(case["rows"]) == 2:
-            before, after = case["rows"]
+        if len(case["rows"]) >= 2:
+            before, after = case["rows"][0], case["rows"][-1]
             ratio = after["seconds"] / before["seconds"]
             lines += ["", f"{case['case']}: after / before = {ratio:.2f} of the time per iteration (target <= 0.5: "
                       f"{'met' if ratio <= 0.5 else 'NOT met'}); sampling {before['sampling_s'] / after['sampling_s']:.2f}x "

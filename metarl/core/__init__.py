@@ -16,7 +16,7 @@ MAML-TRPO meta-step, as an agent would write it::
         adapted = adapt(policy, replicate_params(meta, n_tasks), pre, lr=0.1)
     # ... sample with policy.act(obs_t, adapted), build `post` the same way ...
     objective = MamlObjective(policy, meta, [pre], post, inner_lr=0.1, batched="auto")
-    new_meta, info = trpo_step(meta, objective, max_kl=0.01)  # info.accepted
+    new_meta, info = trpo_step(meta, objective, linearize=objective.linearize, max_kl=0.01)  # info.accepted
     load_params_(policy, new_meta)
 
 Reptile-PPO inner loop on all tasks at once::
@@ -53,6 +53,7 @@ from metarl.core.losses import (
     surrogate_loss,
 )
 from metarl.core.maml import MamlObjective
+from metarl.core.maml_curvature import linearize_maml
 from metarl.core.params import (
     flatten_params,
     load_params_,
@@ -62,7 +63,7 @@ from metarl.core.params import (
     task_params,
     unflatten_params,
 )
-from metarl.core.trpo import TRPOInfo, fisher_vector_product, trpo_step
+from metarl.core.trpo import Linearization, TRPOInfo, autograd_linearization, fisher_vector_product, trpo_step
 
 __all__ = [
     "BatchedMode",
@@ -70,11 +71,13 @@ __all__ = [
     "AdamState",
     "MamlObjective",
     "NonFiniteError",
+    "Linearization",
     "TRPOInfo",
     "TaskBatch",
     "adam_init",
     "adam_step",
     "adapt",
+    "autograd_linearization",
     "check_finite",
     "clip_grad_norm_per_task",
     "conjugate_gradient",
@@ -100,6 +103,7 @@ __all__ = [
     "surrogate_loss",
     "task_grads",
     "task_params",
+    "linearize_maml",
     "trpo_step",
     "unflatten_params",
 ]

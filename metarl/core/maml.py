@@ -20,6 +20,7 @@ from metarl.core.adaptation import BatchedMode, InnerLoss, TaskBatch, adapt, map
 from metarl.core.checks import check_finite
 from metarl.core.losses import kl_divergence, surrogate_loss
 from metarl.core.params import Params, replicate_params
+from metarl.core.trpo import Linearization
 from metarl.nn.heads import DistParams
 from metarl.nn.policy import Policy
 
@@ -52,8 +53,9 @@ class MamlObjective:
         self.first_order = first_order
         samples = max(b.samples_per_task for b in [*self.pre_batches, post_batch])
         self.mode = resolve_batched(batched, post_batch.obs.device, samples)
+        self.snapshot: Params = {k: v.detach() for k, v in meta_params.items()}
         with torch.no_grad():
-            adapted = self.adapted_params({k: v.detach() for k, v in meta_params.items()})
+            adapted = self.adapted_params(self.snapshot)
             self.old_out: DistParams = tuple(t.detach() for t in self._map(self._dist_params, adapted, post_batch.obs))
             old_dist = policy.head.distribution(self.old_out)
             self.old_log_probs = old_dist.log_prob(post_batch.actions).detach()
@@ -96,6 +98,17 @@ class MamlObjective:
         """Mean surrogate loss and mean KL over tasks (scalars)."""
         losses, kls = self.task_terms(meta_params)
         return losses.mean(), kls.mean()
+
+    def linearize(self, meta_params: Mapping[str, Tensor], damping: float) -> Linearization:
+        """Loss, meta-gradient and Fisher-vector product from the inner loop's structure, for
+        ``trpo_step(..., linearize=objective.linearize)`` (see :mod:`metarl.core.maml_curvature`)."""
+        from metarl.core.maml_curvature import linearize_maml
+
+        if set(meta_params) != set(self.snapshot) or not all(
+                torch.equal(meta_params[k], v) for k, v in self.snapshot.items()):
+            raise ValueError("linearize is exact only at the meta-parameters the objective was built at "
+                             "(where the KL's gradient vanishes); build a new MamlObjective there")
+        return linearize_maml(self, meta_params, damping=damping)
 
     def meta_gradient(self, meta_params: Mapping[str, Tensor]) -> Params:
         """Gradient of the mean post-adaptation loss w.r.t. ``meta_params``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -21,6 +22,19 @@ from metarl.core.checks import NonFiniteError, check_finite
 from metarl.core.params import Params, flatten_params, unflatten_params
 
 LossAndKL = Callable[[Params], tuple[Tensor, Tensor]]
+
+
+class Linearization(NamedTuple):
+    """What a TRPO step needs at the incoming parameters: the loss, its flat gradient and the
+    damped Fisher-vector product ``v -> (H_kl + damping I) v``."""
+
+    loss: float
+    grad: Tensor
+    fvp: Callable[[Tensor], Tensor]
+
+
+#: ``(params, damping) -> Linearization``; the default is :func:`autograd_linearization`.
+Linearize = Callable[[Params, float], Linearization]
 
 
 @dataclass(frozen=True)
@@ -55,10 +69,25 @@ def fisher_vector_product(kl: Tensor, params: Mapping[str, Tensor], *, damping: 
     return fvp
 
 
+def autograd_linearization(loss_and_kl: LossAndKL, params: Mapping[str, Tensor], damping: float) -> Linearization:
+    """The generic linearization: one graph of ``loss_and_kl`` and double backward through its KL.
+
+    A non-finite loss or gradient raises :class:`~metarl.core.checks.NonFiniteError`.
+    """
+    current = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    loss, kl = loss_and_kl(current)
+    check_finite("TRPO surrogate loss", loss, task_dim=False)
+    grads = torch.autograd.grad(loss, list(current.values()), retain_graph=True)
+    check_finite("TRPO policy gradient", dict(zip(current, grads, strict=True)), task_dim=False)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    return Linearization(loss.item(), flat_grad, fisher_vector_product(kl, current, damping=damping))
+
+
 def trpo_step(
     params: Mapping[str, Tensor],
     loss_and_kl: LossAndKL,
     *,
+    linearize: Linearize | None = None,
     max_kl: float = 0.01,
     cg_iters: int = 10,
     cg_damping: float = 1e-5,
@@ -68,28 +97,28 @@ def trpo_step(
     """Natural-gradient step with backtracking line search under ``max_kl``.
 
     Returns new detached parameters (or the old ones on rejection) and a
-    :class:`TRPOInfo`. A non-finite loss or gradient at the incoming parameters
+    :class:`TRPOInfo`. ``linearize`` replaces the generic loss/gradient/Fisher computation
+    (:func:`autograd_linearization`) with one that knows the objective's structure, e.g.
+    :func:`~metarl.core.maml_curvature.linearize_maml`; the line search always evaluates
+    ``loss_and_kl`` itself. A non-finite loss or gradient at the incoming parameters
     raises :class:`~metarl.core.checks.NonFiniteError`; non-finite *candidates* are
     simply rejected by the line search, since an overlong step is what backtracking
     is for.
     """
     old = {k: v.detach() for k, v in params.items()}
-    current = {k: v.clone().requires_grad_() for k, v in old.items()}
-    loss, kl = loss_and_kl(current)
-    check_finite("TRPO surrogate loss", loss, task_dim=False)
-    grads = torch.autograd.grad(loss, list(current.values()), retain_graph=True)
-    check_finite("TRPO policy gradient", dict(zip(current, grads, strict=True)), task_dim=False)
-    loss_before = loss.item()
+    if linearize is None:
+        lin = autograd_linearization(loss_and_kl, old, cg_damping)
+    else:
+        lin = linearize(old, cg_damping)
+    loss_before, flat_grad, fvp = lin
 
     def reject(reason: str) -> tuple[Params, TRPOInfo]:
         return old, TRPOInfo(False, loss_before, loss_before, 0.0, 0.0, 0, reason)
 
-    flat_grad = torch.cat([g.reshape(-1) for g in grads])
     if not bool(flat_grad.abs().max() > 0):
         return reject("zero gradient")
-    fvp = fisher_vector_product(kl, current, damping=cg_damping)
-    direction = conjugate_gradient(fvp, -flat_grad, iters=cg_iters)
-    curvature = float(direction @ fvp(direction))
+    direction, product = conjugate_gradient(fvp, -flat_grad, iters=cg_iters, with_product=True)
+    curvature = float(direction @ product)
     if not math.isfinite(curvature) or curvature <= 0.0:
         return reject(f"non-positive or non-finite curvature {curvature}")
     full_step = math.sqrt(2.0 * max_kl / curvature) * direction
