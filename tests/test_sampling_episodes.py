@@ -125,6 +125,32 @@ def test_same_seed_same_batch_other_seed_differs(toy) -> None:
     assert not a.equal(c)
 
 
+def test_collection_runs_on_one_torch_thread_and_restores_the_setting(toy) -> None:
+    """Idle intra-op threads spin on the cores env stepping needs (metarl.core.device.torch_threads)."""
+    seen: list[int] = []
+    inner = random_actor(3, toy.family.action_space, 2)
+
+    class Recording:
+        def initial_state(self, n_tasks, n_slots):  # noqa: ANN001, ANN202
+            return inner.initial_state(n_tasks, n_slots)
+
+        def act(self, *args):  # noqa: ANN002, ANN202
+            seen.append(torch.get_num_threads())
+            return inner.act(*args)
+
+        def observe(self, *args):  # noqa: ANN002, ANN202
+            return inner.observe(*args)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        toy.sample(toy.family.sample(2), Recording(), 2, seed=1)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_success_is_any_step(toy) -> None:
     family = toy.family
     ep = toy.sample(tasks_with(family, 2, success_at=1, random_length=False), CounterActor(), 2, seed=0)

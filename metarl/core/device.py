@@ -1,4 +1,4 @@
-"""Device selection shared by every component.
+"""Device and CPU-thread selection shared by every component.
 
 Components never pick a device on their own: the caller resolves one name once and
 passes the resulting ``torch.device`` down, so data moves to the device once per
@@ -6,6 +6,9 @@ batch instead of piecemeal inside the math.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -39,3 +42,22 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return torch.device(text)
     raise ValueError(f"invalid device {name!r}: expected {_VALID}")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (``None``: unchanged), restoring the caller's setting after.
+
+    Small policy forwards gain nothing from intra-op threads, and after each op torch's idle
+    threads spin-wait on the cores that env stepping needs: measured here, collecting 80k
+    batched-MuJoCo steps took 1.45 s with two torch threads against 1.05 s with one, and PPO on
+    shared cores ran 4x slower.
+    """
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

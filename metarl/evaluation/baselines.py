@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from metarl.core.device import torch_threads as with_torch_threads
 from metarl.envs import Task, TaskFamily
 from metarl.evaluation.curves import CurveRow
 from metarl.evaluation.protocol import round_rows, rows_from_rounds
@@ -181,24 +182,6 @@ def _slots(episodes: int, most: int) -> int:
     return max(d for d in range(1, min(most, episodes) + 1) if episodes % d == 0)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` intra-op threads, restoring the caller's setting afterwards.
-
-    A 64x64 MLP gains nothing from intra-op parallelism, and on shared cores the
-    threads' spin-waiting made PPO 4x slower here (9 s vs 36 s per 2000 steps).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def ppo_scratch_baseline(
     family: TaskFamily,
     tasks: Sequence[Task],
@@ -238,7 +221,7 @@ def ppo_scratch_baseline(
     per_slot = episodes_per_round // _slots(episodes_per_round, max_eval_envs)
     bar = tqdm(total=len(tasks) * budgets[-1], desc="ppo-scratch", unit="step", disable=not progress, leave=False)
     serial = make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT)
-    with _torch_threads(torch_threads), contextlib.closing(bar), serial as sampler:
+    with with_torch_threads(torch_threads), contextlib.closing(bar), serial as sampler:
         for t, task in enumerate(tasks):
             train_env = Monitor(_ppo_env(family, task))
             try:

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.core.device import torch_threads
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.sampling.actor import Actor
 from metarl.sampling.backend import Backend
@@ -116,7 +117,8 @@ class Sampler:
             seed = int(np.random.SeedSequence().entropy % 2**31)
         start = time.perf_counter()
         try:
-            with torch.no_grad():
+            # one intra-op thread while envs step: see metarl.core.device.torch_threads
+            with torch.no_grad(), torch_threads(1):
                 return self._in_passes(tasks, actor, episodes_per_task, episodes_per_trial, int(seed))
         except SamplerError:
             raise
