@@ -50,14 +50,31 @@ def defaults_file(agent: str, env: str) -> Path | None:
     """Per-family defaults in ``metarl/defaults/<agent>/``, most specific first.
 
     ``ml1-reach`` tries ``ml1-reach.yaml`` then ``ml1.yaml``; ``bandit?k=5`` tries ``bandit.yaml``.
+    A variant without defaults of its own for the family (``meta-sgd``, a subclass of
+    ``maml-trpo``) uses those of the agent it extends, so a variant ships no copied YAML.
     """
     base, _ = parse_spec(env)
     candidates = [base, base.split("-")[0]] if base.startswith("ml1-") else [base]
-    for name in candidates:
-        path = DEFAULTS / agent / f"{name.replace(':', '_')}.yaml"
-        if path.is_file():
-            return path
+    for name in _agent_lineage(agent):
+        for family in candidates:
+            path = DEFAULTS / name / f"{family.replace(':', '_')}.yaml"
+            if path.is_file():
+                return path
     return None
+
+
+def _agent_lineage(agent: str) -> list[str]:
+    """``agent`` and the registered agents it subclasses, nearest first."""
+    from metarl.agents import AGENTS, agent_class
+
+    if agent not in AGENTS:
+        return [agent]
+    lineage = [agent]
+    for base in agent_class(agent).__mro__[1:]:
+        name = getattr(base, "name", None)
+        if isinstance(name, str) and name in AGENTS and name not in lineage:
+            lineage.append(name)
+    return lineage
 
 
 def configure_threads(threads: int | None) -> None:

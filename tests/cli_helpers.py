@@ -19,6 +19,7 @@ METARL = Path(sys.executable).with_name("metarl")
 TINY: dict[str, tuple[str, list[str]]] = {
     "maml-trpo": ("point-nav", ["meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8, 8]"]),
     "multitask-trpo": ("point-nav", ["meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8, 8]"]),
+    "meta-sgd": ("point-nav", ["meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8, 8]"]),
     "reptile-ppo": ("point-nav", ["meta_batch_size=2", "inner_updates=1", "episodes_per_update=2",
                                   "minibatch_size=50", "hidden_sizes=[8, 8]"]),
     "rl2-gru": ("bandit?k=2&n=3", ["policy=gru", "meta_batch_size=2", "trials_per_task=2", "hidden_size=8",

@@ -1,6 +1,6 @@
 """Every verb works for every agent, through the installed console script, as a user runs it.
 
-For each agent (MAML-TRPO, multi-task TRPO, Reptile-PPO, RL² with a GRU, an LSTM and SNAIL):
+For each agent (MAML-TRPO, multi-task TRPO, Meta-SGD, Reptile-PPO, RL² with a GRU, an LSTM and SNAIL):
 train one iteration, resume to two, evaluate, plot; each step must exit 0 and produce its files.
 """
 

@@ -12,6 +12,7 @@ from metarl.envs.base import EnvSpecError, suggest
 
 AGENTS: dict[str, str] = {
     "maml-trpo": "metarl.agents.maml_trpo:MAMLTRPO",
+    "meta-sgd": "metarl.agents.meta_sgd:MetaSGD",
     "multitask-trpo": "metarl.agents.maml_trpo:MultiTaskTRPO",
     "reptile-ppo": "metarl.agents.reptile_ppo:ReptilePPO",
     "rl2": "metarl.agents.rl2:RL2",

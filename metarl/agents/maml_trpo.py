@@ -33,7 +33,18 @@ from metarl.agents.base import (
     space_dims,
     task_batch,
 )
-from metarl.core import BatchedMode, InnerLoss, MamlObjective, adapt, load_params_, module_params, replicate_params, trpo_step
+from metarl.core import (
+    BatchedMode,
+    InnerLoss,
+    MamlObjective,
+    StepSize,
+    TaskBatch,
+    adapt,
+    load_params_,
+    module_params,
+    replicate_params,
+    trpo_step,
+)
 from metarl.envs import Task, TaskFamily
 from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
 from metarl.nn.policy import Policy
@@ -91,6 +102,7 @@ def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: floa
 class MAMLTRPO(MetaAgent):
     name = "maml-trpo"
     Config = MAMLTRPOConfig
+    learned_step_size = False  # Meta-SGD: True, with the step sizes among the meta-parameters
 
     def __init__(self, config: MAMLTRPOConfig, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
@@ -116,15 +128,33 @@ class MAMLTRPO(MetaAgent):
     def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
         with torch.no_grad():
-            adapted = adapt(self.policy, params, self.batch(episodes), lr=self.config.inner_lr, first_order=True,
+            adapted = adapt(self.policy, params, self.batch(episodes), lr=self.step_size(), first_order=True,
                             batched=self.config.batched, frozen=self.frozen)
         return {k: v.detach() for k, v in adapted.items()}
+
+    # -- what the meta-update optimizes (variants such as Meta-SGD extend these) -----------
+    def step_size(self) -> StepSize:
+        """The inner step size ``alpha``: a fixed number here."""
+        return self.config.inner_lr
+
+    def meta_parameters(self) -> dict[str, torch.Tensor]:
+        """The variables of the TRPO meta-update (detached copies)."""
+        return module_params(self.policy, detach=True)
+
+    def load_meta_parameters(self, new: Mapping[str, torch.Tensor]) -> None:
+        load_params_(self.policy, new)
+
+    def objective(self, meta: Mapping[str, torch.Tensor], pre_batches: list[TaskBatch], post: Episodes) -> MamlObjective:
+        cfg = self.config
+        return MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
+                             first_order=cfg.first_order, batched=cfg.batched, frozen=self.frozen,
+                             inner_loss=cfg.inner_loss, learned_lr=self.learned_step_size)
 
     def train_iteration(self, it: int) -> dict[str, float]:
         cfg = self.config
         tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
-        meta = module_params(self.policy, detach=True)
-        params = replicate_params(meta, len(tasks))
+        meta = self.meta_parameters()
+        params = self.initial_params(len(tasks))
         pre_batches, metrics, steps = [], {}, 0
         for k in range(cfg.inner_steps):
             episodes = self.collect(tasks, params, cfg.episodes_per_task)
@@ -138,14 +168,12 @@ class MAMLTRPO(MetaAgent):
         # train/return (shared by every agent): the post-adaptation episodes, what the paper reports
         metrics.update(episode_stats(post))
         metrics.update(episode_stats(post, "post_"))
-        objective = MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
-                                  first_order=cfg.first_order, batched=self.config.batched, frozen=self.frozen,
-                                  inner_loss=cfg.inner_loss)
+        objective = self.objective(meta, pre_batches, post)
         linearize = objective.linearize if cfg.fisher == "structured" else None
         new_meta, info = trpo_step(meta, objective, linearize=linearize, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
                                    cg_damping=cfg.cg_damping,
                                    backtrack_ratio=cfg.backtrack_ratio, max_backtracks=cfg.line_search_steps)
-        load_params_(self.policy, new_meta)
+        self.load_meta_parameters(new_meta)
         metrics.update({"loss_before": info.loss_before, "loss_after": info.loss_after, "kl": info.kl,
                         "step_accepted": float(info.accepted), "step_fraction": info.step_fraction, ENV_STEPS_KEY: steps})
         log_std = getattr(getattr(self.policy, "head", None), "log_std", None)

@@ -32,6 +32,7 @@ from metarl.core.adam import AdamState, adam_init, adam_step, clip_grad_norm_per
 from metarl.core.adaptation import (
     BatchedMode,
     InnerLoss,
+    StepSize,
     TaskBatch,
     adapt,
     inner_step,
@@ -52,7 +53,7 @@ from metarl.core.losses import (
     ppo_clip_loss,
     surrogate_loss,
 )
-from metarl.core.maml import MamlObjective
+from metarl.core.maml import MamlObjective, split_step_sizes, step_size_key
 from metarl.core.maml_curvature import linearize_maml
 from metarl.core.params import (
     flatten_params,
@@ -70,6 +71,7 @@ __all__ = [
     "InnerLoss",
     "AdamState",
     "MamlObjective",
+    "StepSize",
     "NonFiniteError",
     "Linearization",
     "TRPOInfo",
@@ -104,6 +106,8 @@ __all__ = [
     "task_grads",
     "task_params",
     "linearize_maml",
+    "split_step_sizes",
+    "step_size_key",
     "trpo_step",
     "unflatten_params",
 ]

@@ -29,6 +29,9 @@ from metarl.nn.policy import Policy
 
 BatchedMode = Literal["auto", "vmap", "loop"]
 InnerLoss = Literal["log_likelihood", "lvc"]
+#: The inner step size: one number, or a tensor per moving parameter (Meta-SGD's learned
+#: per-parameter step), shaped like the parameter, with or without the leading task dim.
+StepSize = float | Mapping[str, Tensor]
 _INNER_LOSSES = {"log_likelihood": pg_loss, "lvc": lvc_loss}
 
 #: CPU rule from bench_core: vmap up to this many samples per task, the loop above.
@@ -146,7 +149,7 @@ def inner_step(
     params: Mapping[str, Tensor],
     batch: TaskBatch,
     *,
-    lr: float,
+    lr: StepSize,
     first_order: bool = False,
     batched: BatchedMode = "auto",
     step_index: int = 0,
@@ -154,6 +157,9 @@ def inner_step(
     loss: InnerLoss = "log_likelihood",
 ) -> tuple[Params, Tensor]:
     """One vanilla-PG step per task: ``params - lr * grad``; returns ``(params, losses [T])``.
+
+    ``lr`` is a number or, per moving parameter, a tensor multiplied elementwise (see
+    :data:`StepSize`); gradients flow into tensor step sizes, so they can be meta-learned.
 
     ``params`` are stacked (leading task dim; use ``replicate_params`` for shared
     meta-parameters). With ``first_order`` the gradient is detached, which drops
@@ -172,6 +178,8 @@ def inner_step(
     unknown = frozen - set(params)
     if unknown:
         raise ValueError(f"frozen parameters {sorted(unknown)} are not among {sorted(params)}")
+    if isinstance(lr, Mapping) and set(lr) != set(params) - frozen:
+        raise ValueError(f"step sizes for {sorted(lr)}, but the step moves {sorted(set(params) - frozen)}")
     mode = resolve_batched(batched, batch.obs.device, batch.samples_per_task)
     moving = {k: v for k, v in params.items() if k not in frozen}
     constants = {k: params[k].detach() for k in frozen}
@@ -183,7 +191,8 @@ def inner_step(
                                create_graph=not first_order)
     check_finite(f"inner-loop loss (step {step_index})", losses)
     check_finite(f"inner-loop gradient (step {step_index})", grads)
-    return {k: v - lr * grads[k] if k in grads else v for k, v in params.items()}, losses
+    sizes = lr if isinstance(lr, Mapping) else dict.fromkeys(grads, lr)
+    return {k: v - sizes[k] * grads[k] if k in grads else v for k, v in params.items()}, losses
 
 
 def adapt(
@@ -191,7 +200,7 @@ def adapt(
     params: Mapping[str, Tensor],
     batches: TaskBatch | Sequence[TaskBatch],
     *,
-    lr: float,
+    lr: StepSize,
     steps: int = 1,
     first_order: bool = False,
     batched: BatchedMode = "auto",

@@ -7,6 +7,10 @@ back through the inner gradient steps (second order) unless ``first_order``. The
 KL is measured between the adapted policy that collected the post-update batch
 (snapshotted at construction) and the adapted policy of candidate meta-parameters,
 which is the trust region MAML-TRPO uses.
+
+With ``learned_lr`` the inner step sizes are meta-parameters too (Meta-SGD): ``meta_params``
+then holds, beside the policy's parameters, one tensor ``step_size_key(name)`` per parameter
+the inner step moves, and the meta-gradient and the KL reach them through the inner step.
 """
 
 from __future__ import annotations
@@ -23,6 +27,20 @@ from metarl.core.params import Params, replicate_params
 from metarl.core.trpo import Linearization
 from metarl.nn.heads import DistParams
 from metarl.nn.policy import Policy
+
+STEP_SIZE_PREFIX = "inner_lr/"
+
+
+def step_size_key(name: str) -> str:
+    """The meta-parameter holding parameter ``name``'s learned inner step size."""
+    return STEP_SIZE_PREFIX + name
+
+
+def split_step_sizes(meta_params: Mapping[str, Tensor]) -> tuple[Params, Params]:
+    """``(policy parameters, step sizes by parameter name)`` of a meta-parameter dict."""
+    policy = {k: v for k, v in meta_params.items() if not k.startswith(STEP_SIZE_PREFIX)}
+    sizes = {k[len(STEP_SIZE_PREFIX):]: v for k, v in meta_params.items() if k.startswith(STEP_SIZE_PREFIX)}
+    return policy, sizes
 
 
 class MamlObjective:
@@ -44,8 +62,9 @@ class MamlObjective:
         batched: BatchedMode = "auto",
         frozen: frozenset[str] = frozenset(),
         inner_loss: InnerLoss = "log_likelihood",
+        learned_lr: bool = False,
     ) -> None:
-        self.policy = policy
+        self.policy, self.learned_lr = policy, learned_lr
         self.frozen, self.inner_loss = frozen, inner_loss
         self.pre_batches = list(pre_batches)
         self.post_batch = post_batch
@@ -68,12 +87,15 @@ class MamlObjective:
 
     def adapted_params(self, meta_params: Mapping[str, Tensor]) -> Params:
         """Per-task adapted parameters (stacked), differentiable w.r.t. ``meta_params``."""
-        stacked = replicate_params(meta_params, self.post_batch.num_tasks)
+        params, sizes = split_step_sizes(meta_params)
+        if self.learned_lr != bool(sizes):
+            raise ValueError("learned_lr needs step_size_key(name) entries in meta_params, and only then")
+        stacked = replicate_params(params, self.post_batch.num_tasks)
         return adapt(
             self.policy,
             stacked,
             self.pre_batches,
-            lr=self.inner_lr,
+            lr=sizes if self.learned_lr else self.inner_lr,
             first_order=self.first_order,
             batched=self.mode,
             frozen=self.frozen,
@@ -104,6 +126,9 @@ class MamlObjective:
         ``trpo_step(..., linearize=objective.linearize)`` (see :mod:`metarl.core.maml_curvature`)."""
         from metarl.core.maml_curvature import linearize_maml
 
+        if self.learned_lr:
+            raise ValueError("the structured linearization takes a fixed inner step size; "
+                             "with learned step sizes use the generic one (fisher: autograd)")
         if set(meta_params) != set(self.snapshot) or not all(
                 torch.equal(meta_params[k], v) for k, v in self.snapshot.items()):
             raise ValueError("linearize is exact only at the meta-parameters the objective was built at "
