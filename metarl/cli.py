@@ -240,6 +240,7 @@ def _evaluate_metaworld(args: argparse.Namespace, run: Any, out_dir: Path) -> in
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from metarl.evaluation.curves import curve_file
     from metarl.evaluation.manifest import check_comparable
     from metarl.evaluation.plots import plot_adaptation, plot_training
 
@@ -252,7 +253,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = _out_folder(args.out)
     plot_training(runs, out / "training.png", out / "training.svg")
     print(f"training curves: {out / 'training.png'}")
-    curves = [r / "eval" / "curves.csv" for r in runs if (r / "eval" / "curves.csv").is_file()]
+    curves = [found for r in runs if (found := curve_file(r / "eval")) is not None]
     if curves:
         plot_adaptation(curves, out / "adaptation.png", out / "adaptation.svg", x=args.x, per_run=len(curves) > 1)
         print(f"adaptation curves: {out / 'adaptation.png'}")

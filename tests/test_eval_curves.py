@@ -12,6 +12,7 @@ from metarl.evaluation.curves import (
     COLUMNS,
     CurveRow,
     CurveSchemaError,
+    curve_file,
     curve_meta,
     read_curves,
     read_many,
@@ -47,6 +48,22 @@ def test_csv_and_json_round_trip_exactly(tmp_path):
     assert document["schema_version"] == 1 and document["rows"][-1]["success_rate"] is None
     with csv_path.open() as f:
         assert next(csv.reader(f)) == list(COLUMNS)
+
+
+def test_gzipped_curve_files_read_the_same(tmp_path):
+    """Committed results keep large curve files gzipped; every reader takes them as they are."""
+    import gzip
+
+    rows = make_rows()
+    csv_path, json_path = write_curves(rows, tmp_path / "eval", curve_meta("ml1-reach", rounds=2))
+    for path in (csv_path, json_path):
+        packed = path.with_name(path.name + ".gz")
+        packed.write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+        assert [_comparable(r) for r in read_curves(packed).rows] == [_comparable(r) for r in rows]
+    assert curve_file(tmp_path / "eval") == tmp_path / "eval" / "curves.json.gz"  # the JSON twin carries meta
+    assert read_curves(tmp_path / "eval").meta["rounds"] == 2
+    assert curve_file(tmp_path) is None
 
 
 def test_from_episodes_ignores_nan_successes():

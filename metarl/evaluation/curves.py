@@ -16,12 +16,13 @@ because a silently misparsed curve is worse than none.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ __all__ = [
     "CurveSchemaError",
     "CurveSet",
     "curve_meta",
+    "curve_file",
     "read_curves",
     "read_many",
     "validate_rows",
@@ -313,8 +315,15 @@ def _row_from_mapping(record: Mapping[str, Any], where: str) -> CurveRow:
         raise CurveSchemaError(f"{where}: {exc}") from None
 
 
+def _open_text(path: Path) -> IO[str]:
+    """Curve files may be gzip-compressed (``curves.csv.gz``): how committed results stay small."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", newline="")
+    return path.open(newline="")
+
+
 def _read_csv(path: Path) -> CurveSet:
-    with path.open(newline="") as f:
+    with _open_text(path) as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise CurveSchemaError(f"{path}: empty file; expected a header with columns: {', '.join(COLUMNS)}")
@@ -329,7 +338,8 @@ def _read_csv(path: Path) -> CurveSet:
 
 def _read_json(path: Path) -> CurveSet:
     try:
-        document = json.loads(path.read_text())
+        with _open_text(path) as f:
+            document = json.loads(f.read())
     except json.JSONDecodeError as exc:
         raise CurveSchemaError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(document, dict) or not {"schema_version", "rows"} <= set(document):
@@ -351,21 +361,28 @@ def _read_json(path: Path) -> CurveSet:
     return CurveSet(validate_rows(rows, str(path)), meta)
 
 
-def read_curves(path: str | Path) -> CurveSet:
-    """Read and validate a curve file (``.csv`` or ``.json``) or an ``eval/`` directory.
+def curve_file(folder: str | Path) -> Path | None:
+    """The curve file of an ``eval/`` folder: the JSON twin first (it also carries ``meta``), then
+    the CSV, each plain or gzip-compressed; ``None`` if there is none."""
+    for name in (JSON_NAME, JSON_NAME + ".gz", CSV_NAME, CSV_NAME + ".gz"):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
 
-    For a directory the JSON twin is preferred because it also carries ``meta``.
-    """
+
+def read_curves(path: str | Path) -> CurveSet:
+    """Read and validate a curve file (``.csv`` or ``.json``, optionally ``.gz``) or an ``eval/`` directory."""
     p = Path(path)
     if p.is_dir():
-        p = p / JSON_NAME if (p / JSON_NAME).is_file() else p / CSV_NAME
+        p = curve_file(p) or p / CSV_NAME
     if not p.is_file():
         raise CurveSchemaError(f"{p}: no such curve file")
-    if p.suffix == ".json":
+    kind = p.name.removesuffix(".gz").rsplit(".", 1)[-1]
+    if kind == "json":
         return _read_json(p)
-    if p.suffix == ".csv":
+    if kind == "csv":
         return _read_csv(p)
-    raise CurveSchemaError(f"{p}: unknown curve file type {p.suffix!r}; expected .csv or .json")
+    raise CurveSchemaError(f"{p}: unknown curve file type {p.suffix!r}; expected .csv or .json (optionally .gz)")
 
 
 def read_many(sources: str | Path | Iterable[str | Path | CurveRow]) -> list[CurveRow]:
