@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	MPLBACKEND=Agg $(VENV)/bin/metarl demo
 
+# the type checker first: strict on metarl/core, metarl/sampling and the agent contract ([tool.mypy])
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	MPLBACKEND=Agg $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check metarl tests
 
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

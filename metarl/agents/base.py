@@ -90,7 +90,7 @@ class CommonConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def space_dims(space: gym.Space) -> tuple[int, bool]:
+def space_dims(space: gym.Space[Any]) -> tuple[int, bool]:
     """``(size, discrete)`` of a space the agents' flat policies can read or emit."""
     if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
         raise EnvSpecError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
@@ -233,12 +233,13 @@ class MetaAgent(ABC):
                 meta_batch_size=config.mw_meta_batch_size, goals_per_class=config.mw_goals_per_class,
                 adaptation_episodes=config.mw_adaptation_episodes, evaluation_episodes=config.mw_evaluation_episodes,
                 max_episode_steps=config.mw_max_episode_steps))
-            out = {"eval/metaworld/success": result["mean_success"], "eval/metaworld/return": result["mean_return"]}
+            out: dict[str, float] = {"eval/metaworld/success": result["mean_success"],
+                                     "eval/metaworld/return": result["mean_return"]}
             out.update({f"eval/metaworld/success/{name}": rate for name, rate in result["success_per_class"].items()})
             return out
         tasks = self.family.sample(config.tasks, rng=10_007, split="test")
         rounds = self.meta_test(tasks, config.rounds, config.episodes_per_round, seed=20_011)
-        out: dict[str, float] = {}
+        out = {}
         for k, episodes in enumerate(rounds):
             out.update({adapt_key(k, metric): value for metric, value in episode_stats(episodes).items()})
         return out

@@ -15,7 +15,8 @@ the inner step moves, and the meta-gradient and the KL reach them through the in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -79,7 +80,8 @@ class MamlObjective:
             old_dist = policy.head.distribution(self.old_out)
             self.old_log_probs = old_dist.log_prob(post_batch.actions).detach()
 
-    def _map(self, fn, *args):  # noqa: ANN001, ANN202 - thin wrapper over map_tasks
+    def _map(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``map_tasks`` in this objective's mode; the result is whatever pytree ``fn`` returns."""
         return map_tasks(fn, *args, mode=self.mode)
 
     def _dist_params(self, params: Params, obs: Tensor) -> DistParams:

@@ -26,7 +26,7 @@ Measured on this machine in ``metarl bench maml`` (the autograd path stays selec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -42,6 +42,23 @@ if TYPE_CHECKING:  # maml.py imports this module
     from metarl.core.maml import MamlObjective
 
 ParamsFn = Callable[[Params], Params]
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def _vjp(fn: Callable[[P], R], primal: P) -> tuple[R, Callable[[R], tuple[P]]]:
+    """``torch.func.vjp`` of a one-argument function, typed (its stub's return also covers ``has_aux``)."""
+    return cast("tuple[R, Callable[[R], tuple[P]]]", vjp(fn, primal))
+
+
+def _jvp(fn: Callable[[P], R], primal: P, tangent: P) -> tuple[R, R]:
+    """``torch.func.jvp`` of a one-argument function, typed likewise."""
+    return cast("tuple[R, R]", jvp(fn, (primal,), (tangent,)))
+
+
+def _only(pullback: Callable[[Params], tuple[Params]]) -> ParamsFn:
+    """A one-argument function's pullback, returning its one cotangent (bound here, not in the loop)."""
+    return lambda v: pullback(v)[0]
 
 
 def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], *, damping: float) -> Linearization:
@@ -68,14 +85,14 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
             def loss(q: Params, bb: TaskBatch, cc: Params) -> Tensor:
                 return task_pg_loss(policy, {**q, **cc}, bb, objective.inner_loss)
 
-            return objective._map(grad(loss), p, b, c)
+            return cast(Params, objective._map(grad(loss), p, b, c))
 
         start = {n: theta[n] for n in names if n in moving}
         if objective.first_order:
             g = inner_grad(start)
         else:
-            g, hvp = vjp(inner_grad, start)
-            hvps.append(lambda v, f=hvp: f(v)[0])
+            g, hvp = _vjp(inner_grad, start)
+            hvps.append(_only(hvp))
         check_finite(f"inner-loop gradient (step {k})", g)
         theta = {n: (theta[n] - lr * g[n]).detach() if n in moving else theta[n] for n in names}
     adapted = theta
@@ -84,26 +101,26 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
     head = policy.head
 
     def post_out(p: Params) -> tuple[Tensor, ...]:
-        return objective._map(objective._dist_params, p, post.obs)
+        return cast("tuple[Tensor, ...]", objective._map(objective._dist_params, p, post.obs))
 
-    out, out_vjp = vjp(post_out, adapted)
+    out, out_vjp = _vjp(post_out, adapted)
     old = objective.old_out
 
     def task_loss(o: tuple[Tensor, ...], b: TaskBatch, old_lp: Tensor) -> Tensor:
         return surrogate_loss(head.distribution(o).log_prob(b.actions), old_lp, b.advantages, b.mask)
 
     def mean_loss(o: tuple[Tensor, ...]) -> Tensor:
-        losses = objective._map(task_loss, o, post, objective.old_log_probs)
+        losses: Tensor = objective._map(task_loss, o, post, objective.old_log_probs)
         check_finite("post-adaptation surrogate loss", losses)
         return losses.mean()
 
     def mean_kl(o: tuple[Tensor, ...]) -> Tensor:
-        kls = objective._map(lambda oo, b, od: kl_divergence(head.distribution(od), head.distribution(oo), b.mask),
-                             o, post, old)
+        kls: Tensor = objective._map(lambda oo, b, od: kl_divergence(head.distribution(od), head.distribution(oo), b.mask),
+                                     o, post, old)
         return kls.mean()
 
     loss_grad_out, loss = torch.func.grad_and_value(mean_loss)(out)
-    _, kl_hvp = vjp(grad(mean_kl), out)  # the KL's Hessian in the distribution parameters, at the old policy
+    _, kl_hvp = _vjp(grad(mean_kl), out)  # the KL's Hessian in the distribution parameters, at the old policy
 
     def jac(v: Params, order: list[ParamsFn]) -> Params:
         """``J v`` per task (``order``: the steps first to last) or ``J^T v`` (last to first)."""
@@ -122,10 +139,10 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
     sizes = [meta_params[k].numel() for k in names]
 
     def fvp(v: Tensor) -> Tensor:
-        parts = dict(zip(names, v.split(sizes), strict=True))
+        parts = dict(zip(names, torch.split(v, sizes), strict=True))
         stacked = {k: parts[k].view_as(meta_params[k]).expand(tasks, *meta_params[k].shape) for k in names}
         u = jac(stacked, hvps)
-        _, du = jvp(post_out, (adapted,), (u,))
+        _, du = _jvp(post_out, adapted, u)
         w = out_vjp(kl_hvp(du)[0])[0]
         return meta_sum(jac(w, hvps[::-1])) + damping * v
 

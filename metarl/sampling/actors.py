@@ -17,8 +17,8 @@ the generator they are given, and return the distribution parameters in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import gymnasium as gym
 import torch
@@ -30,7 +30,7 @@ from metarl.sampling.actor import ActorOutput
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def space_dims(space: gym.Space) -> tuple[int, bool]:
+def space_dims(space: gym.Space[Any]) -> tuple[int, bool]:
     """(policy output size, is discrete) for a Box or Discrete action space."""
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n), True
@@ -73,7 +73,7 @@ def sample_head(out: Tensor, log_std: Tensor | None, generator: torch.Generator,
 class MLPPolicy(nn.Module):
     """obs -> action mean (with a state-independent ``log_std``) or logits."""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: Sequence[int] = (64, 64),
+    def __init__(self, obs_dim: int, action_space: gym.Space[Any], hidden: Sequence[int] = (64, 64),
                  init_log_std: float = 0.0) -> None:
         super().__init__()
         out_dim, self.discrete = space_dims(action_space)
@@ -82,7 +82,7 @@ class MLPPolicy(nn.Module):
             self.log_std = nn.Parameter(torch.full((out_dim,), float(init_log_std)))
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs)
+        return cast(Tensor, self.net(obs))
 
     def batched_forward(self, params: dict[str, Tensor], obs: Tensor) -> Tensor:
         """``vmap(functional_call(self, ...))`` over tasks, written out with ``baddbmm``.
@@ -123,10 +123,10 @@ class TaskParamsActor:
         self.discrete = bool(getattr(module, "discrete", False))
 
         def forward(p: dict[str, Tensor], obs: Tensor) -> Tensor:
-            return functional_call(module, p, (obs,))
+            return cast(Tensor, functional_call(module, p, (obs,)))
 
-        fast = isinstance(module, MLPPolicy) and not use_vmap
-        self._forward = module.batched_forward if fast else vmap(forward)
+        self._forward: Callable[[dict[str, Tensor], Tensor], Tensor] = (
+            module.batched_forward if isinstance(module, MLPPolicy) and not use_vmap else vmap(forward))
 
     def initial_state(self, n_tasks: int, n_slots: int) -> dict[str, Tensor]:
         lead = {k: v.shape[0] for k, v in self.params.items()}
@@ -155,7 +155,7 @@ class GRUActor(nn.Module):
     replay the sequence with gradients.
     """
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int = 64, *, deterministic: bool = False,
+    def __init__(self, obs_dim: int, action_space: gym.Space[Any], hidden: int = 64, *, deterministic: bool = False,
                  keep_inputs: bool = False) -> None:
         super().__init__()
         self.out_dim, self.discrete = space_dims(action_space)
@@ -166,7 +166,9 @@ class GRUActor(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(self.out_dim))
 
     def initial_state(self, n_tasks: int, n_slots: int) -> dict[str, Tensor]:
-        z = lambda *s: torch.zeros(n_tasks, n_slots, *s)
+        def z(*s: int) -> Tensor:
+            return torch.zeros(n_tasks, n_slots, *s)
+
         return {"h": z(self.hidden), "prev_action": z(self.out_dim), "prev_reward": z(1), "prev_done": z(1)}
 
     def act(self, obs: Tensor, state: dict[str, Tensor], episode_start: Tensor,

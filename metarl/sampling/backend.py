@@ -186,8 +186,9 @@ def _delegate(signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signal.SIGALRM)
 
 
-def _arm() -> None:
-    due = _Alarm.deadline if _Alarm.outer_due is None else min(_Alarm.deadline, _Alarm.outer_due)  # type: ignore[type-var]
+def _arm(deadline: float) -> None:
+    """Set ITIMER_REAL for the sooner of this call's ``deadline`` and the outer timer's."""
+    due = deadline if _Alarm.outer_due is None else min(deadline, _Alarm.outer_due)
     signal.setitimer(signal.ITIMER_REAL, max(due - time.monotonic(), 1e-6))
 
 
@@ -199,7 +200,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         _Alarm.outer_due = None  # the outer timer's moment: hand it over, then keep our own deadline
         _delegate(signum, frame)
     if time.monotonic() < _Alarm.deadline - 1e-3:
-        _arm()
+        _arm(_Alarm.deadline)
     elif not _Alarm.fired:  # once per call
         _Alarm.fired = True
         raise StepTimeout(_Alarm.limit)
@@ -244,7 +245,7 @@ def call_within(seconds: float | None, fn: Callable[..., R], *args: Any) -> R:
     _Alarm.outer_due = start + outer_delay if outer_delay > 0 else None
     _Alarm.limit, _Alarm.fired, _Alarm.deadline = seconds, False, start + seconds
     try:
-        _arm()
+        _arm(_Alarm.deadline)
         result = fn(*args)
         _Alarm.deadline = None  # from here on the handler never raises, so the finally runs whole
         if _Alarm.fired:  # the env swallowed the exception; its state is unknown all the same

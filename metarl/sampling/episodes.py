@@ -14,6 +14,7 @@ single host-to-device copy) possible.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -121,8 +122,9 @@ class Episodes:
                 t = t.pin_memory()
             return t.to(device, non_blocking=non_blocking and pin)
 
-        return replace(self, **{name: move(getattr(self, name)) for name in _TENSORS},
-                       agent_info={k: move(v) for k, v in self.agent_info.items()})
+        # typed Any: mypy checks a **dict against every field of the dataclass, not only the ones it holds
+        moved: dict[str, Any] = {name: move(getattr(self, name)) for name in _TENSORS}
+        return replace(self, **moved, agent_info={k: move(v) for k, v in self.agent_info.items()})
 
     def __repr__(self) -> str:
         extra = f", agent_info={sorted(self.agent_info)}" if self.agent_info else ""

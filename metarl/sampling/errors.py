@@ -10,6 +10,7 @@ and the original traceback, not just "worker died".
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from metarl.errors import UsageError
@@ -42,7 +43,7 @@ class EnvFailure(Exception):
         super().__init__(message)
         self.slot, self.task, self.cause = slot, task, cause
 
-    def __reduce__(self):  # keep keyword fields across pickling
+    def __reduce__(self) -> tuple[Callable[..., EnvFailure], tuple[str, int, str, str]]:  # keep keyword fields across pickling
         return (_rebuild_env_failure, (str(self), self.slot, self.task, self.cause))
 
 
@@ -111,7 +112,7 @@ class RemoteFailure:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         task = exc.task if isinstance(exc, EnvFailure) else None
         where = timeout_where(exc, worker)
-        if where is not None:
+        if where is not None:  # exc, or its __cause__, is a StepTimeout (timeout_where checked it)
             seconds = exc.seconds if isinstance(exc, StepTimeout) else exc.__cause__.seconds  # type: ignore[union-attr]
             message = f"{worker}: {where} did not return within {seconds:g} s ({TIMEOUT_KEY})"
             return cls(worker=worker, message=message, task=task, traceback=tb, where=where)

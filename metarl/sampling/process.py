@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from metarl.envs import Task
 from metarl.sampling.backend import (
@@ -46,6 +46,9 @@ from metarl.sampling.backend import (
 from metarl.sampling.buffers import Layout, SharedBlock, StepBuffers
 from metarl.sampling.errors import RemoteFailure, SamplerError
 from metarl.sampling.worker import process_worker_main
+
+if TYPE_CHECKING:  # only named in a cast (the fork contexts are not defined on Windows)
+    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
 RESTART = "all workers were stopped (the next sample call restarts them)"
 
@@ -78,7 +81,8 @@ class ProcessBackend(Backend):
                  timeout: float | None = None, threads: int | None = None) -> None:
         self.spec, self.workers, self.horizon, self.timeout = spec, workers, horizon, timeout
         self.threads = env_threads(threads, workers)
-        self._ctx = mp.get_context(start_method)
+        # a concrete context (typeshed types get_context(str) as BaseContext, which has no Process)
+        self._ctx = cast("SpawnContext | ForkContext | ForkServerContext", mp.get_context(start_method))
         self._procs: list[mp.process.BaseProcess] = []
         self._conns: list[Connection] = []
         self._shm: SharedBlock | None = None
@@ -159,7 +163,7 @@ class ProcessBackend(Backend):
         ``limit`` is the workers' own deadline for this command (None: they have none).
         """
         pending = dict(enumerate(self._conns))
-        sentinels = {proc.sentinel: i for i, proc in enumerate(self._procs)}
+        sentinels: dict[object, int] = {proc.sentinel: i for i, proc in enumerate(self._procs)}  # keys: what wait() returns
         results: list[Any] = [None] * len(self._conns)
         failures: list[RemoteFailure] = []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -228,7 +232,7 @@ class ProcessBackend(Backend):
         self._shutdown()
         raise SamplerError(f"{name} {how} while {what}; {RESTART}{hint}", worker=name)
 
-    def _send(self, messages: Sequence[tuple[str, tuple]], what: str) -> None:
+    def _send(self, messages: Sequence[tuple[str, tuple[Any, ...]]], what: str) -> None:
         with self._stop_on_interrupt():
             for i, (conn, msg) in enumerate(zip(self._conns, messages, strict=True)):
                 try:
@@ -243,7 +247,7 @@ class ProcessBackend(Backend):
         with self._stop_on_interrupt():
             return self._gather(wait_s, what, limit)
 
-    def _broadcast(self, messages: Sequence[tuple[str, tuple]], what: str) -> list[Any]:
+    def _broadcast(self, messages: Sequence[tuple[str, tuple[Any, ...]]], what: str) -> list[Any]:
         self._send(messages, what)
         return self._receive(messages[0][0], what)
 

@@ -206,10 +206,10 @@ class RayBackend(Backend):
             self._ray.shutdown()
             self._owns_ray = False
 
-    def _call_all(self, messages: Sequence[tuple[str, tuple]], what: str) -> list[Any]:
+    def _call_all(self, messages: Sequence[tuple[str, tuple[Any, ...]]], what: str) -> list[Any]:
         return self._get(self._submit(messages), messages[0][0], what)
 
-    def _submit(self, messages: Sequence[tuple[str, tuple]]) -> list[Any]:
+    def _submit(self, messages: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         try:
             return [a.call.remote(cmd, *args) for a, (cmd, args) in zip(self._actors, messages, strict=True)]
         except BaseException:
@@ -264,20 +264,26 @@ class RayBackend(Backend):
         self._call_all(msgs, "building envs")
         return self._buf
 
+    def _buffers(self) -> StepBuffers:
+        """The buffers of the last :meth:`configure`; stepping before it is a caller's bug."""
+        if self._buf is None:
+            raise RuntimeError("configure() the Ray backend before resetting or stepping it")
+        return self._buf
+
     def reset(self) -> None:
-        b = self._buf
+        b = self._buffers()
         self._steps = 0
         replies = self._call_all([("reset", (b.next_seed[lo:hi],)) for lo, hi in self._ranges], "resetting envs")
         for (lo, hi), (obs,) in zip(self._ranges, replies, strict=True):
             b.obs[lo:hi] = obs
 
     def step_start(self) -> None:
-        b = self._buf
+        b = self._buffers()
         inputs = [tuple(getattr(b, name)[lo:hi].copy() for name in INPUTS) for lo, hi in self._ranges]
         self._pending = self._submit([("step", (x,)) for x in inputs])
 
     def step_wait(self) -> None:
-        b, refs, self._pending = self._buf, self._pending, []
+        b, refs, self._pending = self._buffers(), self._pending, []
         replies = self._get(refs, "step", "stepping envs")
         self._steps += 1
         for (lo, hi), outputs in zip(self._ranges, replies, strict=True):

@@ -20,7 +20,7 @@ import os
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -70,6 +70,9 @@ class Sampler:
         self._closed = False
         self._finalizer = weakref.finalize(self, backend.close)
         act = family.action_space
+        self._act_shape: tuple[int, ...]
+        self._low: np.ndarray | None  # with _high: both set (a bounded Box) or both None
+        self._high: np.ndarray | None
         if isinstance(act, gym.spaces.Discrete):
             self._act_shape, self._act_dtype, self._low, self._high = (), "int64", None, None
         elif isinstance(act, gym.spaces.Box):
@@ -79,7 +82,11 @@ class Sampler:
             self._low, self._high = (low, high) if bounded else (None, None)
         else:
             raise SamplerConfigError(f"{family.name}: action space {act} is not supported; allowed: Box, Discrete")
-        self._obs_shape = tuple(family.observation_space.shape)
+        obs_shape = family.observation_space.shape
+        if obs_shape is None:  # a space without a fixed shape (Graph, Sequence, ...) cannot fill a buffer
+            raise SamplerConfigError(f"{family.name}: observation space {family.observation_space} has no fixed shape; "
+                                     "allowed: Box, Discrete")
+        self._obs_shape = tuple(obs_shape)
 
     @property
     def workers(self) -> int:
@@ -114,7 +121,7 @@ class Sampler:
         tasks = list(tasks)
         self._check_request(tasks, episodes_per_task, episodes_per_trial)
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**31)
+            seed = int(cast(int, np.random.SeedSequence().entropy) % 2**31)  # an int when none is passed in
         start = time.perf_counter()
         try:
             # one intra-op thread while envs step: see metarl.core.device.torch_threads
@@ -219,12 +226,13 @@ class Sampler:
                 torch.from_numpy(obs.reshape(T, S, *obs_shape)), state,
                 torch.from_numpy(episode_start.reshape(T, S)), generator)  # a fresh array each step
             a_np = _numpy(actions).reshape(N, *act_shape)
+            at: _Slices | _Gather
             if lockstep:
                 at = _Slices(T, S, E, int(ep[0]), int(t[0]))
             else:
                 idx = np.flatnonzero(active)
                 at = _Gather(idx, slot_row[idx], slot_col0[idx] + ep[idx], t[idx])
-            if low is not None:  # clip with two ufuncs: np.clip's Python wrapper costs more than the work
+            if low is not None and high is not None:  # clip with two ufuncs: np.clip's Python wrapper costs more than the work
                 np.minimum(np.maximum(a_np, low, out=buf.actions), high, out=buf.actions)
             else:
                 buf.actions[...] = a_np
@@ -246,7 +254,7 @@ class Sampler:
             at.put(out_trunc, buf.truncated)
             at.put_any(success, buf.success)
             reports_success = reports_success or bool(buf.success_reported.any())
-            if lockstep:  # every slot was active
+            if isinstance(at, _Slices):  # in lockstep: every slot was active
                 done = buf.terminated | buf.truncated
                 rewards = buf.reward.copy()
                 t += 1

@@ -74,10 +74,16 @@ class EnvStepper:
         self._t = np.zeros(len(tasks), np.int64)
         self._episode = np.zeros(len(tasks), np.int64)
 
+    def buffers(self) -> StepBuffers:
+        """The buffers of the last :meth:`configure`; stepping before it is a caller's bug."""
+        if self.buf is None:
+            raise RuntimeError(f"{self.name}: configure() the stepper before resetting or stepping it")
+        return self.buf
+
     # -- stepping ------------------------------------------------------------------
     def reset(self) -> None:
         """Reset every slot with the seed in ``next_seed``; writes ``obs``."""
-        b, n = self.buf, len(self.tasks)
+        b, n = self.buffers(), len(self.tasks)
         self._call(self.batch.reset, np.arange(n), [int(s) for s in b.next_seed[:n]], b.obs)
         self._t[:] = 0
         self._episode[:] = 0
@@ -95,13 +101,14 @@ class EnvStepper:
 
     def step_start(self) -> None:
         """The first half of :meth:`step`: hand the actions to the batch (which may start stepping)."""
-        self._active = np.flatnonzero(self.buf.active)
+        b = self.buffers()
+        self._active = np.flatnonzero(b.active)
         # one copy of the actions per step: envs may keep the array they are given
-        self._call(self.batch.step_start, self._active, self.buf.actions[self._active])
+        self._call(self.batch.step_start, self._active, b.actions[self._active])
 
     def step_wait(self) -> None:
         """The second half of :meth:`step`: results into the buffers, ended episodes reset."""
-        b, active = self.buf, self._active
+        b, active = self.buffers(), self._active
         res = self._call(self.batch.step_wait, b.obs)
         self._t[active] += 1
         truncated = res.truncated | (self._t[active] >= self.horizon)
@@ -141,13 +148,13 @@ class EnvStepper:
                           slot=self.offset + i, task=self.tasks[i].short(), cause=cause or traceback.format_exc())
 
     def _check_slot(self, i: int) -> None:
-        b = self.buf
+        b = self.buffers()
         if not (np.isfinite(b.final_obs[i]).all() and np.isfinite(b.reward[i])):
             self._nonfinite(i, "step", int(self._t[i]) - 1)
 
     def _check(self, active: np.ndarray, what: str) -> None:
         """One vectorized pass; only on failure do we look for the culprit."""
-        b = self.buf
+        b = self.buffers()
         if np.isfinite(b.obs).all() and np.isfinite(b.reward).all():
             return
         obs_bad = ~np.isfinite(b.obs.reshape(len(b.obs), -1)).all(axis=1)
@@ -157,7 +164,7 @@ class EnvStepper:
         self._nonfinite(i, "reset" if what == "reset" or t == 0 else "step", t - 1)
 
     def _nonfinite(self, i: int, what: str, step: int) -> None:
-        b = self.buf
+        b = self.buffers()
         obs = b.final_obs[i] if what == "step" and not np.isfinite(b.final_obs[i]).all() else b.obs[i]
         where = self._where(i, step) if what == "step" else self._where(i, 0).rsplit(",", 1)[0]
         raise EnvFailure(f"{self.name}: non-finite value after {what} of {where}: "

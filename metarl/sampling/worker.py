@@ -76,15 +76,15 @@ class WorkerCore:
 
     def cmd_reset(self, seeds: np.ndarray | None = None) -> tuple[np.ndarray, ...] | None:
         if seeds is not None:
-            self.stepper.buf.next_seed[...] = seeds
+            self.stepper.buffers().next_seed[...] = seeds
         self.stepper.reset()
-        return None if self.shared else (self.stepper.buf.obs,)
+        return None if self.shared else (self.stepper.buffers().obs,)
 
     def cmd_step(self, inputs: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, ...] | None:
         if inputs is not None:
-            self.stepper.buf.write(INPUTS, inputs)
+            self.stepper.buffers().write(INPUTS, inputs)
         self.stepper.step()
-        return None if self.shared else self.stepper.buf.outputs()
+        return None if self.shared else self.stepper.buffers().outputs()
 
     def _drop_shm(self) -> None:
         if self._shm is not None:
