@@ -27,6 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from metarl.errors import UsageError
+from metarl.fileio import atomic_write
 
 __all__ = [
     "COLUMNS",
@@ -230,14 +231,6 @@ def write_curves(rows: Iterable[CurveRow], out_dir: str | Path, meta: Mapping[st
     return write_curves_csv(rows, out / CSV_NAME), write_curves_json(rows, out / JSON_NAME, meta)
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    """Readers (a plot running beside an evaluation) never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def write_curves_csv(rows: Iterable[CurveRow], path: str | Path) -> Path:
     import io
 
@@ -249,7 +242,7 @@ def write_curves_csv(rows: Iterable[CurveRow], path: str | Path) -> Path:
         d["return_mean"] = repr(float(d["return_mean"]))  # repr round-trips floats exactly
         d["success_rate"] = "nan" if math.isnan(d["success_rate"]) else repr(float(d["success_rate"]))
         writer.writerow(d)
-    return _atomic_write(Path(path), buf.getvalue())
+    return atomic_write(path, buf.getvalue())  # a plot running beside an evaluation never sees half a file
 
 
 def write_curves_json(rows: Iterable[CurveRow], path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
@@ -262,7 +255,7 @@ def write_curves_json(rows: Iterable[CurveRow], path: str | Path, meta: Mapping[
         d.update({k: int(d[k]) for k in _INT_COLUMNS})
         records.append(d)
     document = {"schema_version": SCHEMA_VERSION, "meta": dict(meta or {}), "rows": records}
-    return _atomic_write(Path(path), json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return atomic_write(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
 
 
 # ----------------------------------------------------------------------------- reading

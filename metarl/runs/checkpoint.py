@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from metarl.errors import UsageError
+from metarl.fileio import atomic_write
 from metarl.runs.rng import capture_rng_state, restore_rng_state
 from metarl.runs.version import metarl_version
 
@@ -165,16 +166,6 @@ def _sweep_stale(root: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    try:
-        _write_synced(tmp, lambda f: f.write(text.encode()))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(
     run_dir: str | Path,
     state: Mapping[str, Any],
@@ -232,7 +223,7 @@ def _save(root: Path, run_dir: str | Path, state: Mapping[str, Any], agent: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(root / LATEST_FILE, name + "\n")
+    atomic_write(root / LATEST_FILE, name + "\n", fsync=True, tmp_prefix=_TMP_PREFIX, unique=True)  # swept if killed
     if keep_last is not None:
         prune_checkpoints(run_dir, keep_last)
     return final

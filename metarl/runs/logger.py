@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import numbers
-import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,6 +38,8 @@ from stable_baselines3.common.logger import (
     filter_excluded_keys,
 )
 from tqdm import tqdm
+
+from metarl.fileio import atomic_write
 
 __all__ = [
     "AppendingCSVOutputFormat",
@@ -100,14 +101,11 @@ class AppendingCSVOutputFormat(KVWriter):
 
     def _rewrite(self, rows: Iterable[list[str]]) -> None:
         """Header plus ``rows`` into a temp file, then ``os.replace``: a crash leaves the old or the new file."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.keys)
-            writer.writerows(row + [""] * (len(self.keys) - len(row)) for row in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(self.keys)
+        writer.writerows(row + [""] * (len(self.keys) - len(row)) for row in rows)
+        atomic_write(self.path, buf.getvalue(), fsync=True)
 
     def _cut_after(self, step: int) -> None:
         """Drop rows whose ``time/iteration`` is above ``step``; rows without a readable one are kept."""

@@ -19,7 +19,6 @@ worse than failing.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 import shlex
 import shutil
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 import yaml
 
 from metarl.errors import UsageError
+from metarl.fileio import atomic_write
 from metarl.runs.config import ConfigError, apply_overrides, from_dict, resolve_config, to_dict
 from metarl.runs.version import metarl_version
 
@@ -162,12 +162,9 @@ def create_run_dir(
 
 def _write_document(run: RunDir, document: Mapping[str, Any]) -> None:
     """Atomic, so an interrupted resume never leaves a run without its config."""
-    tmp = run.config_file.with_name(f".{CONFIG_FILE}.tmp")
     try:
-        tmp.write_text(yaml.safe_dump(dict(document), sort_keys=False))
-        os.replace(tmp, run.config_file)
+        atomic_write(run.config_file, yaml.safe_dump(dict(document), sort_keys=False))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RunDirError(f"cannot write {run.config_file}: {exc.strerror or exc}") from None
 
 
