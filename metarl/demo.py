@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from metarl.envs.registry import make_family
-from metarl.evaluation.rollout import EpisodeResult, run_episode
+from metarl.evaluation.actors import UniformActor
+from metarl.sampling import Episodes, make_sampler
 
 TOUR = ("point-nav", "bandit?k=5&n=10", "tabular-mdp", "halfcheetah-vel", "halfcheetah-dir", "ant-dir", "ant-goal",
         "ml1-reach")
@@ -24,14 +25,17 @@ DEMO_TRAINING = ["meta_batch_size=10", "episodes_per_task=10", "hidden_sizes=[64
                  "eval.rounds=1", "eval.episodes_per_round=10"]
 
 
-def random_episode(family_spec: str, seed: int) -> tuple[str, EpisodeResult]:
-    """One uniformly random episode on a test task, scored like every baseline."""
+def random_episode(family_spec: str, seed: int) -> tuple[str, Episodes]:
+    """One uniformly random episode on a test task, collected by the sampler like every baseline's.
+
+    Returns the family's name and the ``[1, 1, ...]`` Episodes (sampler seed ``seed``): read
+    ``returns``, ``lengths`` and ``success_values()`` (NaN when the envs report no success).
+    """
     family = make_family(family_spec)
-    env = family.make_env(family.sample(1, rng=seed, split="test")[0])
-    env.action_space.seed(seed)
-    result = run_episode(env, lambda obs: env.action_space.sample(), family.horizon, seed)
-    env.close()
-    return family.name, result
+    task = family.sample(1, rng=seed, split="test")[0]
+    with make_sampler(family) as sampler:
+        episodes = sampler.sample([task], UniformActor(family.action_space), 1, seed=seed)
+    return family.name, episodes
 
 
 def tour(seed: int) -> None:
@@ -39,9 +43,10 @@ def tour(seed: int) -> None:
     print(f"{'family':<22}{'return':>12}{'steps':>8}{'success':>9}{'seconds':>9}")
     for spec in TOUR:
         start = time.perf_counter()
-        name, ep = random_episode(spec, seed)
-        success = "-" if math.isnan(ep.success) else f"{ep.success:.0f}"
-        print(f"{name:<22}{ep.ret:>12.2f}{ep.steps:>8d}{success:>9}{time.perf_counter() - start:>9.2f}")
+        name, episodes = random_episode(spec, seed)
+        ret, steps, won = float(episodes.returns[0, 0]), int(episodes.lengths[0, 0]), float(episodes.success_values()[0, 0])
+        success = "-" if math.isnan(won) else f"{won:.0f}"
+        print(f"{name:<22}{ret:>12.2f}{steps:>8d}{success:>9}{time.perf_counter() - start:>9.2f}")
 
 
 def run_demo(seed: int = 0, root: str | Path = "runs") -> int:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from metarl.envs import Task, TaskEnv, TaskFamily, make_family
+from metarl.evaluation.actors import FunctionActor
 from metarl.evaluation.baselines import policy_baseline, ppo_rollout_size, ppo_scratch_baseline, random_baseline
 from metarl.evaluation.curves import validate_rows
-from metarl.evaluation.rollout import FunctionActor
 
 
 def test_random_bandit_return_is_mean_arm_probability():

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from metarl import demo
 from metarl.api import load_agent, train
 from metarl.envs import make_family
+from metarl.evaluation.actors import FunctionActor, UniformActor
 from metarl.evaluation.baselines import _ppo_env, _task_actions, ppo_scratch_baseline, random_baseline
 from metarl.evaluation.metrics import read_progress
 from metarl.evaluation.protocol import evaluate_agent
-from metarl.evaluation.rollout import UniformActor, run_episodes
 from metarl.sampling import make_sampler
 from metarl.sampling.stepper import success_flags
-from tests.eval_success_envs import spec
+from tests.eval_success_envs import PATH, spec
 
 REPORTS, SILENT, DECLARED = spec(), spec(report=False), spec(declared=True)
 TINY = ["meta_batch_size=2", "episodes_per_task=4", "hidden_sizes=[8]", "trainer.iterations=1", "eval.every=1",
@@ -95,18 +96,36 @@ def test_agent_and_random_baseline_agree_on_whether_there_is_success(name: str, 
 
 
 @pytest.mark.parametrize("name", [REPORTS, SILENT])
-def test_ppo_scratch_and_the_demo_loop_use_the_same_rule(name: str) -> None:
+def test_ppo_scratch_and_a_scripted_actor_use_the_same_rule(name: str) -> None:
     family = make_family(name)
     tasks = family.sample(1, split="test")
     ppo = ppo_scratch_baseline(family, tasks, [0, 64], episodes_per_round=4, seed=0, progress=False,
                                ppo_kwargs={"n_epochs": 1, "policy_kwargs": {"net_arch": [8]}})
     rnd = random_baseline(family, tasks, rounds=1, episodes_per_round=4, seed=0)
-    env = family.make_env(tasks[0])
-    demo = run_episodes(env, lambda obs: np.ones(len(obs), np.int64), family.horizon, [0, 1])
+    with make_sampler(name) as sampler:  # always heads: every episode succeeds where the envs say so
+        heads = sampler.sample(tasks, FunctionActor(lambda obs: np.ones(len(obs), np.int64)), 2, seed=0)
     if name == REPORTS:
-        assert all(0.0 <= r.success_rate <= 1.0 for r in ppo + rnd) and [d.success for d in demo] == [1.0, 1.0]
+        assert all(0.0 <= r.success_rate <= 1.0 for r in ppo + rnd) and heads.success_values().tolist() == [[1.0, 1.0]]
     else:
-        assert all(math.isnan(r.success_rate) for r in ppo + rnd) and all(math.isnan(d.success) for d in demo)
+        assert all(math.isnan(r.success_rate) for r in ppo + rnd) and torch.isnan(heads.success_values()).all()
+
+
+def test_the_demo_tour_prints_sampler_episodes(capsys, monkeypatch) -> None:
+    """``metarl demo``'s random episodes are the sampler's, with the same seed, return and success rule."""
+    monkeypatch.setattr(demo, "TOUR", (REPORTS, SILENT))
+    demo.tour(seed=5)
+    rows = {line.split()[0]: line.split()[1:4] for line in capsys.readouterr().out.splitlines()
+            if line.startswith(PATH)}
+    for name in (REPORTS, SILENT):
+        family = make_family(name)
+        with make_sampler(name) as sampler:
+            direct = sampler.sample(family.sample(1, rng=5, split="test"), UniformActor(family.action_space), 1, seed=5)
+        got_name, episodes = demo.random_episode(name, seed=5)
+        assert got_name == family.name and episodes.equal(direct)
+        success = float(direct.success_values()[0, 0])
+        assert (name == REPORTS) == (success in (0.0, 1.0)) and (name == SILENT) == math.isnan(success)
+        assert rows[family.name] == [f"{float(direct.returns[0, 0]):.2f}", str(int(direct.lengths[0, 0])),
+                                     "-" if math.isnan(success) else f"{success:.0f}"]
 
 
 def test_ppo_scratch_actions_reach_the_task_through_its_training_wrappers() -> None:

@@ -39,10 +39,9 @@ SUCCESS_KEY = "success"
 def success_flags(values: Sequence[object]) -> np.ndarray:
     """The per-step success rule: ``info["success"]`` truthy, i.e. a non-zero number.
 
-    One vectorized conversion for a whole step; every path that scores episodes (the sampler's
-    stepping core and :func:`metarl.evaluation.rollout.run_episodes`) uses it, so success means
-    the same for agents and baselines. A value that is not a number raises ``TypeError`` or
-    ``ValueError`` (the caller names the env).
+    One vectorized conversion for a whole step, used by the sampler's stepping core, which collects
+    every scored episode, so success means the same for agents and baselines. A value that is not
+    a number raises ``TypeError`` or ``ValueError`` (the caller names the env).
     """
     return np.asarray(values, dtype=float) != 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from metarl.evaluation.actors import FunctionActor, UniformActor
 from metarl.evaluation.curves import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -30,14 +31,6 @@ from metarl.evaluation.curves import (
     write_curves,
 )
 from metarl.evaluation.metrics import LEGACY_KEYS, SHARED_KEYS, Progress, ProgressError, read_progress
-from metarl.evaluation.rollout import (
-    EpisodeResult,
-    FunctionActor,
-    UniformActor,
-    episode_seeds,
-    run_episode,
-    run_episodes,
-)
 from metarl.evaluation.stats import Summary, aggregate, bootstrap_ci, iqm, stratified_bootstrap_ci, write_summary_csv
 
 _LAZY = {
@@ -50,10 +43,9 @@ _LAZY = {
 
 __all__ = [
     "COLUMNS", "LEGACY_KEYS", "SCHEMA_VERSION", "SHARED_KEYS", "CurveRow", "CurveSchemaError", "CurveSet",
-    "EpisodeResult", "FunctionActor", "Progress", "ProgressError", "Summary", "UniformActor", "aggregate",
-    "bootstrap_ci", "curve_meta", "episode_seeds", "iqm", "read_curves", "read_many", "read_progress",
-    "run_episode", "run_episodes", "stratified_bootstrap_ci", "validate_rows", "write_curves",
-    "write_summary_csv", *_LAZY,
+    "FunctionActor", "Progress", "ProgressError", "Summary", "UniformActor", "aggregate", "bootstrap_ci",
+    "curve_meta", "iqm", "read_curves", "read_many", "read_progress", "stratified_bootstrap_ci", "validate_rows",
+    "write_curves", "write_summary_csv", *_LAZY,
 ]
 
 

@@ -41,9 +41,9 @@ import numpy as np
 
 from metarl.core.device import torch_threads as with_torch_threads
 from metarl.envs import Task, TaskFamily
+from metarl.evaluation.actors import FunctionActor, UniformActor
 from metarl.evaluation.curves import CurveRow
 from metarl.evaluation.protocol import round_rows, rows_from_rounds
-from metarl.evaluation.rollout import FunctionActor, UniformActor, episode_seeds
 from metarl.sampling import Sampler, make_sampler
 from metarl.sampling.actor import Actor
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
@@ -72,8 +72,8 @@ def policy_baseline(
 ) -> list[CurveRow]:
     """Score a fixed (non-learning) actor on each task for rounds ``0..rounds``.
 
-    ``actor``: any sampler actor (:class:`~metarl.evaluation.rollout.UniformActor`, or a
-    scripted rule in a :class:`~metarl.evaluation.rollout.FunctionActor`). Nothing is
+    ``actor``: any sampler actor (:class:`~metarl.evaluation.actors.UniformActor`, or a
+    scripted rule in a :class:`~metarl.evaluation.actors.FunctionActor`). Nothing is
     learned between rounds, so the curve is flat up to noise; it still has one point per
     round, with ``env_steps`` counting the steps of the earlier rounds' episodes (the
     experience it had and ignored), so it spans the same x-range as an agent that adapts on
@@ -173,6 +173,17 @@ def _task_actions(env: gym.Env) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
+def _sb3_seed(seed: int, *key: int) -> int:
+    """A seed private to ``(seed, *key)``: ``(seed, task)`` seeds PPO, ``(seed, task, round)`` a round's sampler.
+
+    Independent streams per task and round keep ``ppo-scratch`` reproducible regardless of
+    evaluation order. Its own rule (a ``SeedSequence``), not the sampler's reset-seed hash
+    (:func:`metarl.sampling.sampler.episode_seeds`): the committed ``ppo-scratch`` curves were made with it.
+    """
+    ss = np.random.SeedSequence([int(seed), *(int(k) for k in key)])
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
 def _slots(episodes: int, most: int) -> int:
     """Envs to score ``episodes`` episodes on: the largest divisor of ``episodes`` up to ``most``.
 
@@ -225,7 +236,7 @@ def ppo_scratch_baseline(
         for t, task in enumerate(tasks):
             train_env = Monitor(_ppo_env(family, task))
             try:
-                model = PPO("MlpPolicy", train_env, seed=episode_seeds(seed, t, n=1)[0], verbose=0, **kwargs)
+                model = PPO("MlpPolicy", train_env, seed=_sb3_seed(seed, t), verbose=0, **kwargs)
                 to_task = _task_actions(train_env)
                 actor = FunctionActor(lambda obs: to_task(model.predict(obs, deterministic=deterministic)[0]))  # noqa: B023
                 for k, budget in enumerate(budgets):
@@ -234,7 +245,7 @@ def ppo_scratch_baseline(
                         model.learn(total_timesteps=budget - done, reset_num_timesteps=False)
                         bar.update(model.num_timesteps - done)
                     episodes = sampler.sample([task], actor, episodes_per_round, episodes_per_trial=per_slot,
-                                              seed=episode_seeds(seed, t, k, n=1)[0])
+                                              seed=_sb3_seed(seed, t, k))
                     rows += round_rows("ppo-scratch", run or f"ppo-scratch-seed{seed}", family.full_name, task.split,
                                        seed, k, episodes, [int(model.num_timesteps)], task_ids=[t])
             finally:

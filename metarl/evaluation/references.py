@@ -41,10 +41,10 @@ from metarl.agents.rl2_actor import trial_returns, trial_rounds
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.envs.bandit import Bandit
 from metarl.envs.tabular import TabularMDP
+from metarl.evaluation.actors import UniformActor
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
 from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired, trial_totals
-from metarl.evaluation.rollout import UniformActor
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT

@@ -1,4 +1,4 @@
-"""Actors for baselines, and a small loop for scoring a policy on envs you built yourself.
+"""Baselines as sampler actors.
 
 Agents and baselines are all scored on episodes collected by the one
 :class:`~metarl.sampling.sampler.Sampler`: a baseline is just another
@@ -7,18 +7,14 @@ Agents and baselines are all scored on episodes collected by the one
 "return" and "success" mean the same thing on every line of a plot: the
 undiscounted sum of rewards of an episode capped at the family's horizon, and
 success if *any* step's ``info["success"]`` is truthy (the Meta-World rule), NaN
-when the envs report no success at all.
-
-:func:`run_episodes` remains for a policy and envs that are not a task family's
-(the ``metarl demo`` episode); it applies the same success rule through the same
-function (:func:`metarl.sampling.stepper.success_flags`).
+when the envs report no success at all. ``metarl demo``'s random episodes are
+collected the same way (:func:`metarl.demo.random_episode`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -27,22 +23,8 @@ import torch
 from torch import Tensor
 
 from metarl.sampling.actor import ActorOutput
-from metarl.sampling.stepper import SUCCESS_KEY, success_flags
 
-__all__ = [
-    "BatchPolicy",
-    "EpisodeResult",
-    "FunctionActor",
-    "Policy",
-    "UniformActor",
-    "batched",
-    "episode_seeds",
-    "run_episode",
-    "run_episodes",
-]
-
-Policy = Callable[[np.ndarray], np.ndarray | int]
-"""Maps one observation to one action (stateless between steps)."""
+__all__ = ["BatchPolicy", "FunctionActor", "UniformActor"]
 
 BatchPolicy = Callable[[np.ndarray], Sequence]
 """Maps stacked observations ``[n, *obs_shape]`` to ``n`` actions."""
@@ -105,77 +87,3 @@ class FunctionActor:
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
         return state
-
-
-@dataclass(frozen=True)
-class EpisodeResult:
-    ret: float
-    steps: int
-    success: float  # 1.0 / 0.0, NaN when the envs report no success signal
-
-
-def batched(policy: Policy) -> BatchPolicy:
-    """Adapt a one-observation policy (a scripted rule, random actions) to the batch interface."""
-    return lambda obs: [policy(o) for o in obs]
-
-
-def episode_seeds(seed: int, *key: int, n: int) -> list[int]:
-    """``n`` seeds private to ``(seed, *key)``, e.g. ``(seed, task, round)``.
-
-    Independent streams per task and round keep results reproducible regardless
-    of evaluation order, and identical across methods that use the same key.
-    """
-    ss = np.random.SeedSequence([int(seed), *(int(k) for k in key)])
-    return [int(s) for s in ss.generate_state(n, dtype=np.uint32)]
-
-
-def _lockstep(envs: Sequence[gym.Env], policy: BatchPolicy, horizon: int,
-              seeds: Sequence[int | None]) -> tuple[list[EpisodeResult], bool]:
-    """One episode per env, all advanced together; each stops at termination, truncation or ``horizon``.
-
-    Returns the results with success 1.0 / 0.0, and whether any step reported success at all.
-    """
-    obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
-    n = len(obs)
-    totals, steps, succeeded, reported = [0.0] * n, [0] * n, [False] * n, False
-    active = list(range(n))
-    for _ in range(horizon):
-        if not active:
-            break
-        actions = policy(np.stack([obs[i] for i in active]))
-        still = []
-        for i, action in zip(active, actions):
-            obs[i], reward, terminated, truncated, info = envs[i].step(action)
-            totals[i] += float(reward)
-            steps[i] += 1
-            if SUCCESS_KEY in info:
-                reported = True
-                succeeded[i] = succeeded[i] or bool(success_flags([info[SUCCESS_KEY]])[0])
-            if not (terminated or truncated):
-                still.append(i)
-        active = still
-    return [EpisodeResult(totals[i], steps[i], float(succeeded[i])) for i in range(n)], reported
-
-
-def run_episodes(
-    envs: gym.Env | Sequence[gym.Env], policy: BatchPolicy, horizon: int, seeds: Sequence[int | None]
-) -> list[EpisodeResult]:
-    """``len(seeds)`` episodes (one per reset seed), ``len(envs)`` at a time, in seed order.
-
-    Success follows the sampler's rule for a batch: NaN for every episode when no step of any of
-    them had a ``"success"`` key, else 1.0 / 0.0 per episode.
-    """
-    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
-    results: list[EpisodeResult] = []
-    reported = False
-    for start in range(0, len(seeds), len(envs)):
-        chunk = list(seeds[start:start + len(envs)])
-        got, any_reported = _lockstep(envs[: len(chunk)], policy, horizon, chunk)
-        results += got
-        reported = reported or any_reported
-    return results if reported else [replace(r, success=math.nan) for r in results]
-
-
-def run_episode(env: gym.Env, policy: Policy, horizon: int, seed: int | None = None) -> EpisodeResult:
-    """A single episode with a one-observation policy."""
-    return run_episodes(env, batched(policy), horizon, [seed])[0]
