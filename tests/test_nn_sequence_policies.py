@@ -62,6 +62,53 @@ def test_snail_incremental_equals_whole_sequence(discrete: bool) -> None:
     torch.testing.assert_close(_stepwise_log_probs(policy, inputs, actions), whole, atol=1e-10, rtol=0)
 
 
+def _policy(kind: str, discrete: bool, n_act: int):  # noqa: ANN202
+    if kind == "snail":
+        return SnailPolicy(OBS, n_act, discrete=discrete, max_len=8, filters=4, key_size=8, value_size=6).double()
+    return RecurrentPolicy(OBS, n_act, discrete=discrete, hidden_size=16, cell=kind).double()
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "snail"])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_features_are_what_the_head_reads(kind: str, discrete: bool) -> None:
+    """The public feature API (RL2Net builds on it): sequence == steps, and the head over it is the policy."""
+    torch.manual_seed(0)
+    n_act = 3 if discrete else 2
+    policy = _policy(kind, discrete, n_act)
+    inputs, _ = _trial(policy, discrete, n_act)
+    features, _ = policy.features(inputs)
+    assert features.shape == (B, LEN, policy.feature_dim)
+    for whole, from_features in zip(policy(inputs), policy.head(features), strict=True):
+        torch.testing.assert_close(from_features, whole, atol=0, rtol=0)
+    state, steps = policy.initial_state(B), []
+    for t in range(LEN):
+        step, state = policy.step_features(inputs[:, t], state)
+        assert step.shape == (B, policy.feature_dim)
+        steps.append(step)
+    torch.testing.assert_close(torch.stack(steps, dim=1), features, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_features_continue_from_a_returned_state(cell: str) -> None:
+    torch.manual_seed(0)
+    policy = _policy(cell, False, 2)
+    inputs, _ = _trial(policy, False, 2)
+    whole, final = policy.features(inputs)
+    first, state = policy.features(inputs[:, :4])
+    rest, final_rest = policy.features(inputs[:, 4:], state)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, atol=1e-10, rtol=0)
+    torch.testing.assert_close(final_rest, final, atol=1e-10, rtol=0)
+
+
+def test_snail_features_take_no_state() -> None:
+    """Attention needs the whole history: a whole-sequence call cannot continue a cache."""
+    policy = _policy("snail", False, 2)
+    inputs, _ = _trial(policy, False, 2)
+    assert policy.features(inputs)[1] is None
+    with pytest.raises(ValueError, match="takes no state"):
+        policy.features(inputs, policy.initial_state(B))
+
+
 def test_snail_is_causal() -> None:
     torch.manual_seed(0)
     policy = SnailPolicy(OBS, 2, discrete=False, max_len=16).double()

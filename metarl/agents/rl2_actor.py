@@ -65,7 +65,7 @@ class RL2Net(nn.Module):
         self.recurrent = isinstance(policy, RecurrentPolicy)
         self.transition_inputs = transition_inputs
         self.transition_key = transition_key
-        width = policy.hidden_size if isinstance(policy, RecurrentPolicy) else policy.blocks[-1].out_features
+        width = policy.feature_dim
         self.torso = nn.Sequential(nn.Linear(width + policy.obs_dim, width), nn.ReLU()) if torso else None
         self.value = nn.Linear(width, 1)
         # PopArt-style return statistics (van Hasselt et al. 2016): the value head predicts
@@ -112,29 +112,20 @@ class RL2Net(nn.Module):
         return self.policy.initial_state(batch)
 
     def features(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """Whole sequences ``[B, L, D] -> [B, L, F]`` and the final state (recurrent only).
+        """Whole sequences ``[B, L, D] -> [B, L, F]`` and the final state (``None`` for SNAIL).
 
-        ``state`` continues an earlier segment (truncated BPTT); SNAIL always
-        starts from an empty cache, since attention needs the whole history.
+        The policy's :meth:`~metarl.nn.RecurrentPolicy.features`, then the torso. ``state``
+        continues an earlier segment (truncated BPTT, recurrent only); SNAIL always starts
+        from an empty cache, since attention needs the whole history.
         """
-        if isinstance(self.policy, RecurrentPolicy):
-            out, state = self.policy.rnn(inputs, state)
-            return self._torso(out, inputs), state
-        x = inputs
-        for block in self.policy.blocks:
-            x = block(x)
-        return self._torso(x, inputs), None
+        out, state = self.policy.features(inputs, state)
+        return self._torso(out, inputs), state
 
     def step_features(self, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """One step ``[B, D] -> [B, F]`` with the carried state (rollouts)."""
-        if isinstance(self.policy, RecurrentPolicy):
-            out, state = self.policy.rnn(inputs.unsqueeze(1), state)
-            return self._torso(out.squeeze(1), inputs), state
-        x, new_state = inputs, []
-        for block, s in zip(self.policy.blocks, state, strict=True):
-            x, s = block.step(x, s)
-            new_state.append(s)
-        return self._torso(x, inputs), tuple(new_state)
+        """One step ``[B, D] -> [B, F]`` with the carried state (rollouts): the policy's
+        :meth:`~metarl.nn.RecurrentPolicy.step_features`, then the torso."""
+        out, state = self.policy.step_features(inputs, state)
+        return self._torso(out, inputs), state
 
     def heads(self, features: Tensor) -> tuple[Distribution, Tensor]:
         """Action distribution and *normalized* value estimate from features ``[..., F]``."""

@@ -5,6 +5,11 @@ same weights: ``step`` advances one time step for rollouts (the sampler keeps th
 state between calls), ``forward_sequence`` runs whole padded trials at once for
 training. Padding sits at the end of each row, and the network is causal, so padded
 steps never influence real ones.
+
+Both modes are the head applied to :meth:`RecurrentPolicy.features` /
+:meth:`~RecurrentPolicy.step_features` (the memory's output, ``feature_dim`` wide),
+which a caller that puts its own layers on the memory (``RL2Net``'s value head and
+torso) uses directly.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class RecurrentPolicy(Policy):
         self.input_dim = rl2_input_dim(obs_dim, action_dim) + extra_inputs
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(self.input_dim, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = make_head(hidden_size, action_dim, discrete=discrete, init_std=init_std)
+        self.feature_dim = hidden_size  # width of features() / step_features(), what the head reads
+        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
@@ -72,15 +78,28 @@ class RecurrentPolicy(Policy):
         )
         return zeros if self.cell == "gru" else (zeros, zeros.clone())
 
+    def features(self, inputs: Tensor, state: RecurrentState | None = None) -> tuple[Tensor, RecurrentState]:
+        """Memory output for every step: ``inputs [B, L, input_dim] -> [B, L, feature_dim]``, and the final state.
+
+        ``state`` continues from an earlier segment (truncated BPTT); ``None`` starts from zeros.
+        """
+        features, final = self.rnn(inputs, state)
+        return features, final
+
+    def step_features(self, inputs: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
+        """One step of :meth:`features`: ``inputs [B, input_dim] -> [B, feature_dim]`` and the next state."""
+        features, new_state = self.rnn(inputs.unsqueeze(1), state)
+        return features.squeeze(1), new_state
+
     def forward(self, inputs: Tensor, state: RecurrentState | None = None) -> DistParams:
         """Distribution parameters for every step of ``inputs [B, L, input_dim]``."""
-        features, _ = self.rnn(inputs, state)
+        features, _ = self.features(inputs, state)
         return self.head(features)
 
     def step(self, inputs: Tensor, state: RecurrentState) -> tuple[Distribution, RecurrentState]:
         """One rollout step: ``inputs [B, input_dim]`` -> distribution over ``[B]``."""
-        features, new_state = self.rnn(inputs.unsqueeze(1), state)
-        return self.head.distribution(self.head(features.squeeze(1))), new_state
+        features, new_state = self.step_features(inputs, state)
+        return self.head.distribution(self.head(features)), new_state
 
     def forward_sequence(
         self, inputs: Tensor, state: RecurrentState | None = None, *, return_state: bool = False
@@ -90,6 +109,6 @@ class RecurrentPolicy(Policy):
         ``state`` continues from an earlier segment (truncated BPTT); ``None`` starts
         from zeros. With ``return_state`` the final state is returned as well.
         """
-        features, final = self.rnn(inputs, state)
+        features, final = self.features(inputs, state)
         dist = self.head.distribution(self.head(features))
         return (dist, final) if return_state else dist

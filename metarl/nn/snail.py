@@ -7,6 +7,11 @@ run step by step with cached activations, so each step costs one new column inst
 of re-running the whole history: every causal conv keeps the last ``dilation``
 inputs it saw, every attention block keeps its keys and values.
 
+Both modes are the head applied to :meth:`SnailPolicy.features` /
+:meth:`~SnailPolicy.step_features` (the last block's output, ``feature_dim`` wide),
+which a caller that puts its own layers on them (``RL2Net``'s value head and torso)
+uses directly.
+
 Deviation from the paper's pseudo-code: dilations start at 1 (1, 2, 4, ...) rather
 than 2, so the first layer sees the immediately preceding step directly; the
 receptive field of a TC block still covers ``max_len`` steps.
@@ -185,7 +190,8 @@ class SnailPolicy(Policy):
             else:
                 raise ValueError(f"unknown SNAIL block {kind!r}: use 'tc' or 'attn'")
         self.blocks = nn.ModuleList(blocks)
-        self.head = make_head(blocks[-1].out_features, action_dim, discrete=discrete, init_std=init_std)
+        self.feature_dim = blocks[-1].out_features  # width of features() / step_features(), what the head reads
+        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
@@ -199,21 +205,41 @@ class SnailPolicy(Policy):
         like = torch.empty(0, device=device if device is not None else ref.device, dtype=dtype or ref.dtype)
         return tuple(block.initial_state(batch, like) for block in self.blocks)
 
-    def forward(self, inputs: Tensor) -> DistParams:
-        """Distribution parameters for every step of ``inputs [B, L, input_dim]``."""
+    def features(self, inputs: Tensor, state: None = None) -> tuple[Tensor, None]:
+        """The last block's output for every step: ``inputs [B, L, input_dim] -> [B, L, feature_dim]``.
+
+        Always from empty caches (attention needs the whole history, so a trial cannot be
+        continued from a state): ``state`` must be ``None``, and ``None`` is returned in its
+        place, so the signature matches :meth:`RecurrentPolicy.features`.
+        """
+        if state is not None:
+            raise ValueError("SnailPolicy.features runs whole trials from empty caches; it takes no state "
+                             "(step_features continues one)")
         x = inputs
         for block in self.blocks:
             x = block(x)
-        return self.head(x)
+        return x, None
 
-    def step(self, inputs: Tensor, state: tuple[BlockState, ...]) -> tuple[Distribution, tuple[BlockState, ...]]:
-        """One rollout step: ``inputs [B, input_dim]`` -> distribution over ``[B]``."""
+    def step_features(
+        self, inputs: Tensor, state: tuple[BlockState, ...]
+    ) -> tuple[Tensor, tuple[BlockState, ...]]:
+        """One step of :meth:`features` with the cached activations: ``[B, input_dim] -> [B, feature_dim]``."""
         x = inputs
         new_state = []
         for block, s in zip(self.blocks, state, strict=True):
             x, s = block.step(x, s)
             new_state.append(s)
-        return self.head.distribution(self.head(x)), tuple(new_state)
+        return x, tuple(new_state)
+
+    def forward(self, inputs: Tensor) -> DistParams:
+        """Distribution parameters for every step of ``inputs [B, L, input_dim]``."""
+        features, _ = self.features(inputs)
+        return self.head(features)
+
+    def step(self, inputs: Tensor, state: tuple[BlockState, ...]) -> tuple[Distribution, tuple[BlockState, ...]]:
+        """One rollout step: ``inputs [B, input_dim]`` -> distribution over ``[B]``."""
+        features, new_state = self.step_features(inputs, state)
+        return self.head.distribution(self.head(features)), new_state
 
     def forward_sequence(self, inputs: Tensor) -> Distribution:
         """Whole trials at once (from an empty cache): batch shape ``[B, L]``."""
