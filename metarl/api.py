@@ -19,6 +19,7 @@ import torch
 
 from metarl import SEED_LIMIT
 from metarl.agents import agent_class
+from metarl.contract import MetaLearner
 from metarl.core import resolve_device
 from metarl.envs import make_family
 from metarl.envs.plugins import check_recorded_spec, plugin_module_of, vouch
@@ -128,7 +129,7 @@ def _without_recorded_address(cfg: Any) -> Any:
 
 
 def build_agent(agent: str, env: str, config: Any, *, seed: int, device: str | torch.device,
-                from_checkpoint: bool = False) -> Any:
+                from_checkpoint: bool = False) -> MetaLearner:
     """``from_checkpoint``: the weights are about to come from the run's own checkpoint, so a warm start
     (``init_from``) is skipped: it would be overwritten at once, and its source run may be gone by now."""
     if from_checkpoint and getattr(config, "init_from", None):
@@ -141,7 +142,7 @@ def build_agent(agent: str, env: str, config: Any, *, seed: int, device: str | t
 class RunResult:
     run_dir: Path
     result: TrainResult
-    agent: Any
+    agent: MetaLearner
 
 
 def train(
@@ -211,7 +212,7 @@ def _check_recorded_address(run: RunDir, agent: str, overrides: Sequence[str]) -
 
 
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None, *, device: str | None = None,
-               expect_agent: str | None = None, plugins: Sequence[str] = ()) -> Any:
+               expect_agent: str | None = None, plugins: Sequence[str] = ()) -> MetaLearner:
     """Rebuild a run's agent from its config and a checkpoint (the latest by default).
 
     Safe on a run directory from elsewhere: its family spec may only run vouched code

@@ -265,7 +265,10 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return int(module.main(rest) or 0)
 
 
+#: Static, so that building the parser imports no agent; tests/test_agents_registry.py checks it
+#: names every registered agent.
 AGENT_HELP = ("maml-trpo (MAML with a TRPO meta-update), multitask-trpo (its multi-task TRPO baseline), "
+              "meta-sgd (MAML with learned per-parameter step sizes), "
               "reptile-ppo (Reptile with inner PPO; meta_update=joint for multi-task PPO), "
               "rl2 (RL² with policy=gru, lstm or snail)")
 
@@ -313,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a meta-RL agent (or --resume a run)", parents=common, formatter_class=fmt,
                        description=f"Train a meta-RL agent. AGENT is one of: {AGENT_HELP}.")
-    p.add_argument("agent", nargs="?", metavar="AGENT", help="maml-trpo, multitask-trpo, reptile-ppo or rl2")
+    p.add_argument("agent", nargs="?", metavar="AGENT", help="maml-trpo, multitask-trpo, meta-sgd, reptile-ppo or rl2")
     p.add_argument("--env", help="task family, e.g. point-nav, halfcheetah-vel, ml1-reach, 'bandit?k=5&n=10'")
     p.add_argument("--env-kwargs", help="JSON object of family parameters")
     p.add_argument("--config", help="YAML file of hyperparameters (over the family defaults shipped in metarl/defaults)")

@@ -1,27 +1,57 @@
 """Meta-RL agents, each its paper's algorithm in one file over :mod:`metarl.core`.
 
-Agents are looked up by the name typed after ``metarl train``; modules load
-lazily so ``metarl envs`` does not import every agent.
+An agent registers itself where it is defined: every subclass of
+:class:`~metarl.agents.base.MetaAgent` that sets its own ``name`` is the agent of that name
+(``MetaAgent.__init_subclass__`` calls :func:`register`), so the registry and the classes cannot
+drift apart. The modules of this package are imported on the first lookup, not before, so
+``metarl envs`` imports no agent (and no torch).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from typing import Any
 
 from metarl.envs.base import EnvSpecError, suggest
 
-AGENTS: dict[str, str] = {
-    "maml-trpo": "metarl.agents.maml_trpo:MAMLTRPO",
-    "meta-sgd": "metarl.agents.meta_sgd:MetaSGD",
-    "multitask-trpo": "metarl.agents.maml_trpo:MultiTaskTRPO",
-    "reptile-ppo": "metarl.agents.reptile_ppo:ReptilePPO",
-    "rl2": "metarl.agents.rl2:RL2",
-}
+_REGISTRY: dict[str, type] = {}
+_LOADED = False
+
+
+def register(cls: type) -> None:
+    """Make ``cls`` the agent named ``cls.name``; two different classes may not share a name."""
+    name = cls.__dict__["name"]
+    other = _REGISTRY.get(name)
+    if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"two agents are named {name!r}: {other.__module__}.{other.__qualname__} and "
+                         f"{cls.__module__}.{cls.__qualname__}")
+    _REGISTRY[name] = cls
+
+
+def _registry() -> dict[str, type]:
+    global _LOADED
+    if not _LOADED:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _LOADED = True
+    return _REGISTRY
+
+
+def agent_names() -> list[str]:
+    """Every agent's name, sorted."""
+    return sorted(_registry())
 
 
 def agent_class(name: str) -> type:
     """The agent class for a CLI name; unknown names fail with the nearest valid one."""
-    if name not in AGENTS:
-        raise EnvSpecError(f"unknown agent {name!r}{suggest(name, AGENTS)}; allowed: {', '.join(sorted(AGENTS))}")
-    module, _, attr = AGENTS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    registry = _registry()
+    if name not in registry:
+        raise EnvSpecError(f"unknown agent {name!r}{suggest(name, registry)}; allowed: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "AGENTS":  # name -> "module:Class", as the registry was once written out by hand
+        return {n: f"{c.__module__}:{c.__qualname__}" for n, c in sorted(_registry().items())}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

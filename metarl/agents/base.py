@@ -1,15 +1,16 @@
-"""Pieces every agent shares: config sections, the policy actor, and the adaptation contract.
+"""Pieces every agent shares: config sections, the policy actor, and :class:`MetaAgent`.
 
-Two adaptation styles (DESIGN.md section 2) meet the sampler and the evaluator
-through one small surface:
+:class:`MetaAgent` is the base class of every agent and implements the agent contract
+(:mod:`metarl.contract`): the trainer, the evaluator, the API and the CLI use nothing else.
+Two adaptation styles (docs/architecture.md) meet the sampler and the evaluator through it:
 
-* gradient-based agents (MAML-TRPO, Reptile-PPO) keep per-task parameters
-  (stacked with a leading task dimension) and implement
-  ``adapt(params, episodes) -> params``;
+* gradient-based agents (MAML-TRPO, Meta-SGD, Reptile-PPO) keep per-task parameters (stacked
+  with a leading task dimension) and adapt them with their own inner update;
 * context-based agents (RL²) keep a recurrent state inside their actor.
 
-Either way the evaluator asks :meth:`MetaAgent.meta_test` for the episodes of
-each adaptation round, so curves of both kinds are computed by the same code.
+Either way the evaluator asks :meth:`MetaAgent.meta_test` for the episodes of each adaptation
+round, or drives an :class:`~metarl.contract.AdaptationSession` step by step, so curves of both
+kinds are computed by the same code.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
+from metarl.contract import AdaptationSession, MetaLearner
 from metarl.core import TaskBatch, linear_baseline_advantages, normalize_advantages
 from metarl.envs import EnvSpecError, Task, TaskFamily, make_family
+from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
 from metarl.nn.policy import Policy
 from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, load_checkpoint, param
 from metarl.sampling import Episodes, make_sampler
@@ -100,6 +103,17 @@ def space_dims(space: gym.Space[Any]) -> tuple[int, bool]:
         raise EnvSpecError(f"{exc}; metarl agents handle Discrete and 1-D Box spaces") from None
 
 
+def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float,
+                 weight_init: WeightInit = "torch") -> Policy:
+    """The flat MLP policy gradient-based agents share: categorical for discrete actions, else a
+    Gaussian with a state-independent std of ``init_std``."""
+    obs_dim, _ = space_dims(family.observation_space)
+    act_dim, discrete = space_dims(family.action_space)
+    if discrete:
+        return init_linear_(CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes), weight_init)
+    return init_linear_(GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, init_std=init_std), weight_init)
+
+
 class PolicyActor:
     """Adapts an :class:`~metarl.nn.policy.Policy` with optional per-task parameters to the sampler.
 
@@ -161,28 +175,26 @@ def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None =
     return out
 
 
-class AdaptationSession(Protocol):
-    """One meta-test of ``n`` tasks driven from outside (Meta-World's evaluator drives it step by step).
-
-    ``actor`` acts for the ``n`` tasks (one slot each) as the sampler's actors do; ``adapt`` takes
-    the episodes gathered since the last call and performs the agent's own adaptation step (an
-    inner policy-gradient step, an inner PPO update; nothing for RL², whose memory is the actor's
-    state). Read ``actor`` again after ``adapt``.
-    """
-
-    actor: Any
-
-    def adapt(self, episodes: Episodes) -> None: ...
-
-
 class MetaAgent(ABC):
-    """What the trainer, the evaluator and the Python API rely on."""
+    """The base class of every agent: :class:`~metarl.contract.MetaLearner`'s shared parts.
+
+    A subclass sets ``name`` and ``Config`` and implements the paper's algorithm in
+    ``train_iteration`` and its meta-test in ``meta_test`` (and ``adaptation_session``, for
+    Meta-World's evaluator), plus its checkpoint state.
+    """
 
     name: str = "agent"
     #: What one meta-test round is. ``False``: one adaptation step consuming all of the round's
     #: episodes (MAML, Reptile). ``True``: one more episode of each of the round's independent,
     #: parallel trials (RL²), so the experience behind a scored episode is one trial's.
     rounds_are_trial_episodes: bool = False
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that sets its own ``name`` is registered as the agent of that name."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            from metarl.agents import register
+
+            register(cls)
 
     def __init__(self, config: Any, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
@@ -244,9 +256,9 @@ class MetaAgent(ABC):
             out.update({adapt_key(k, metric): value for metric, value in episode_stats(episodes).items()})
         return out
 
+    @abstractmethod
     def adaptation_session(self, n_tasks: int, seed: int = 0) -> AdaptationSession:
         """A meta-test of ``n_tasks`` tasks whose episodes come from elsewhere (see :class:`AdaptationSession`)."""
-        raise NotImplementedError(f"{self.name} has no adaptation session")
 
     def next_seed(self) -> int:
         """Seeds for rollouts come from the agent's generator, so a resumed run replays them."""
@@ -270,6 +282,25 @@ class MetaAgent(ABC):
     @abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
-    @abstractmethod
     def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
-        """Episodes of rounds ``0..rounds`` on ``tasks``: round 0 before any adaptation."""
+        """Episodes of rounds ``0..rounds`` on ``tasks``: round 0 before any adaptation.
+
+        Round ``k`` is scored with the policy after ``k`` adaptations, each on the episodes of
+        the round before, through the agent's own :meth:`adaptation_session`, so this meta-test
+        and Meta-World's evaluator adapt by the same code. Seeds derive from ``seed`` only
+        (never the training generator), so evaluating does not change training. Agents whose
+        rounds are not adaptation steps (RL²: episodes of one trial) override it.
+        """
+        session = self.adaptation_session(len(tasks), seed)
+        out: list[Episodes] = []
+        for k in range(rounds + 1):
+            episodes = self.sampler.sample(tasks, session.actor, episodes_per_round, seed=seed + k)
+            out.append(episodes)
+            if k < rounds:
+                session.adapt(episodes)
+        return out
+
+
+def _conforms(agent: MetaAgent) -> MetaLearner:
+    """Never called: makes the type checker prove that every MetaAgent fulfils the contract."""
+    return agent

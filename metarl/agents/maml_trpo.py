@@ -29,8 +29,8 @@ from metarl.agents.base import (
     MetaAgent,
     PolicyActor,
     StepWeighting,
+    build_policy,
     episode_stats,
-    space_dims,
     task_batch,
 )
 from metarl.core import (
@@ -46,8 +46,7 @@ from metarl.core import (
     trpo_step,
 )
 from metarl.envs import Task, TaskFamily
-from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_
-from metarl.nn.policy import Policy
+from metarl.nn import WeightInit
 from metarl.runs import ENV_STEPS_KEY, param
 from metarl.sampling import Episodes
 
@@ -88,15 +87,6 @@ class MAMLTRPOConfig(CommonConfig):
                                     "inner loop's structure (J^T F J, faster) or by double backward through the "
                                     "whole second-order graph (the MAML reference code's); equal to float rounding")
     batched: BatchedMode = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the core: vmap or loop")
-
-
-def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float,
-                 weight_init: WeightInit = "torch") -> Policy:
-    obs_dim, _ = space_dims(family.observation_space)
-    act_dim, discrete = space_dims(family.action_space)
-    if discrete:
-        return init_linear_(CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes), weight_init)
-    return init_linear_(GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, init_std=init_std), weight_init)
 
 
 class MAMLTRPO(MetaAgent):
@@ -186,17 +176,6 @@ class MAMLTRPO(MetaAgent):
     # -- meta-test ------------------------------------------------------------------------
     def adaptation_session(self, n_tasks: int, seed: int = 0) -> _InnerStepSession:
         return _InnerStepSession(self, n_tasks)
-
-    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
-        """Round ``k`` is scored with the policy after ``k`` inner steps, each on the previous round's episodes."""
-        params = self.initial_params(len(tasks))
-        out: list[Episodes] = []
-        for k in range(rounds + 1):
-            episodes = self.collect(tasks, params, episodes_per_round, seed=seed + k)
-            out.append(episodes)
-            if k < rounds:
-                params = self.adapt(params, episodes)
-        return out
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

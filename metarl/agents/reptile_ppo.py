@@ -38,8 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, episode_stats
-from metarl.agents.maml_trpo import build_policy
+from metarl.agents.base import CommonConfig, MetaAgent, PolicyActor, build_policy, episode_stats
 from metarl.core import (
     AdamState,
     adam_init,
@@ -337,22 +336,6 @@ class ReptilePPO(MetaAgent):
     # -- meta-test ------------------------------------------------------------------------
     def adaptation_session(self, n_tasks: int, seed: int = 0) -> _InnerPPOSession:
         return _InnerPPOSession(self, n_tasks, seed)
-
-    def meta_test(self, tasks: Sequence[Task], rounds: int, episodes_per_round: int, seed: int) -> list[Episodes]:
-        """Round ``r`` is scored after ``r`` inner PPO updates from theta, each on the previous round's episodes.
-
-        Seeds derive from ``seed`` only (never the training generator), so evaluating
-        does not change training.
-        """
-        params = {k: v.clone() for k, v in replicate_params(self.meta_params(), len(tasks)).items()}
-        opt = adam_init(params)
-        out: list[Episodes] = []
-        for r in range(rounds + 1):
-            episodes = self.collect(tasks, params, episodes_per_round, seed=seed + r)
-            out.append(episodes)
-            if r < rounds:
-                params, opt = self.adapt(params, episodes, opt, seed=seed * 7919 + r)
-        return out
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from metarl.envs import EnvSpecError, Task
 from metarl.sampling import Episodes
 
 if TYPE_CHECKING:
-    from metarl.agents.base import AdaptationSession, MetaAgent
+    from metarl.contract import AdaptationSession, MetaLearner
     from metarl.envs.metaworld_family import MetaWorldFamily
 
 
@@ -151,7 +151,7 @@ class StepRecorder(gym.vector.VectorWrapper):
 class MetaWorldAdapter:
     """Meta-World's ``MetaLearningAgent`` protocol over a metarl agent's adaptation session."""
 
-    def __init__(self, agent: MetaAgent, envs: StepRecorder, protocol: MetaWorldProtocol) -> None:
+    def __init__(self, agent: MetaLearner, envs: StepRecorder, protocol: MetaWorldProtocol) -> None:
         self.agent, self.envs, self.protocol = agent, envs, protocol
         self.n = envs.num_envs
         self.horizon = int(protocol.max_episode_steps or agent.family.horizon)
@@ -274,7 +274,7 @@ class MetaWorldAdapter:
                         reports_success=True)
 
 
-def evaluate_metaworld(agent: MetaAgent, protocol: MetaWorldProtocol = MetaWorldProtocol(),
+def evaluate_metaworld(agent: MetaLearner, protocol: MetaWorldProtocol = MetaWorldProtocol(),
                        out_dir: Path | None = None, run: str = "") -> dict[str, Any]:
     """Run Meta-World's ``metalearning_evaluation`` on ``agent``; returns (and writes) the result dict."""
     from metaworld.evaluation import metalearning_evaluation

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from metarl.contract import MetaLearner
 from metarl.envs.base import EnvSpecError, Task, check_split
 from metarl.evaluation.curves import CurveRow, curve_meta, write_curves
 from metarl.sampling import Episodes
@@ -69,7 +69,7 @@ def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, 
     return rows
 
 
-def agent_rows(agent: Any, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
+def agent_rows(agent: MetaLearner, tasks: Sequence[Task], *, method: str, run: str, split: str, seed: int, rounds: int,
                episodes_per_round: int) -> list[CurveRow]:
     episodes = agent.meta_test(tasks, rounds, episodes_per_round, seed)
     return rows_from_rounds(method, run, agent.family.full_name, split, seed, episodes,
@@ -101,7 +101,7 @@ def budgets_of(rows: Sequence[CurveRow]) -> list[int]:
 
 
 def evaluate_agent(
-    agent: Any,
+    agent: MetaLearner,
     *,
     run: str,
     out_dir: str | Path,
@@ -111,7 +111,7 @@ def evaluate_agent(
     episodes_per_round: int = 10,
     seeds: Sequence[int] = (0,),
     baselines: Sequence[str] = (),
-    pretrained: Any | None = None,
+    pretrained: MetaLearner | None = None,
     progress: bool = True,
 ) -> tuple[Path, Path, list[CurveRow]]:
     """Curves of ``agent`` (and baselines) written to ``out_dir/curves.{csv,json}``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 from torch import Tensor, nn
 
@@ -34,9 +34,10 @@ def mlp(
 
 
 WeightInit = Literal["torch", "xavier"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-def init_linear_(module: nn.Module, scheme: WeightInit) -> nn.Module:
+def init_linear_(module: ModuleT, scheme: WeightInit) -> ModuleT:
     """Re-initialize every ``nn.Linear`` of ``module`` in place; returns it.
 
     ``"torch"`` keeps PyTorch's default (weights and biases U(+-1/sqrt(fan_in))). ``"xavier"`` is

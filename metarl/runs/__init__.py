@@ -1,6 +1,7 @@
 """Shared run machinery: config, run directory, logging, checkpoints, the training loop.
 
-Agents implement :class:`~metarl.runs.trainer.Agent`; the CLI resolves a
+Agents implement :class:`~metarl.contract.Trainable` (the trainer's part of the agent
+contract, :mod:`metarl.contract`); the CLI resolves a
 config, creates or reopens a run directory and hands both to
 :class:`~metarl.runs.trainer.Trainer`. See each module's docstring for why
 it works the way it does.

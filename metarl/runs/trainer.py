@@ -31,10 +31,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from metarl.contract import Trainable
 from metarl.runs.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -58,22 +59,8 @@ TIMING_KEYS = frozenset({"time/iteration_s", "time/elapsed_s", "perf/steps_per_s
 the trainer turns it into ``time/total_env_steps`` and ``perf/steps_per_s``."""
 
 
-@runtime_checkable
-class Agent(Protocol):
-    """What the trainer needs from an agent.
-
-    ``train_iteration`` returns scalar metrics; keys without a namespace are
-    logged under ``train/``. ``state_dict`` must be ``weights_only``-safe
-    (tensors and plain containers) and include sampler/normalizer state.
-    """
-
-    name: str
-
-    def train_iteration(self, it: int) -> Mapping[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+#: What the trainer needs from an agent: the training part of the one agent contract.
+Agent = Trainable
 
 
 @dataclass(frozen=True)

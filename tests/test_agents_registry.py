@@ -1,0 +1,42 @@
+"""Agents register where they are defined; the registry loads lazily and the CLI names them all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from metarl.agents import AGENTS, agent_class, agent_names, register
+from metarl.agents.base import MetaAgent
+from metarl.cli import AGENT_HELP
+from metarl.envs.base import EnvSpecError
+
+
+def test_every_agent_class_is_found_by_its_own_name() -> None:
+    names = agent_names()
+    assert {"maml-trpo", "multitask-trpo", "meta-sgd", "reptile-ppo", "rl2"} <= set(names)
+    for name in names:
+        cls = agent_class(name)
+        assert issubclass(cls, MetaAgent) and cls.name == name
+        assert AGENTS[name] == f"{cls.__module__}:{cls.__qualname__}"
+
+
+def test_the_cli_help_names_every_agent() -> None:
+    for name in agent_names():
+        assert name in AGENT_HELP, f"{name} is registered but `metarl train --help` does not name it"
+
+
+def test_unknown_names_and_duplicate_names_are_refused() -> None:
+    with pytest.raises(EnvSpecError, match="unknown agent 'maml-trop'.*maml-trpo"):
+        agent_class("maml-trop")
+    with pytest.raises(ValueError, match="two agents are named 'rl2'"):
+        register(type("Impostor", (), {"name": "rl2", "__module__": "somewhere"}))
+
+
+def test_listing_families_imports_no_agent_and_no_torch() -> None:
+    code = ("import sys\nfrom metarl.cli import main\nmain(['envs'])\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('metarl.agents.')]\n"
+            "assert not bad, bad\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
