@@ -14,9 +14,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from metarl.runs.logger import AppendingCSVOutputFormat
-from metarl.runs.rng import seed_everything
 from metarl.runs.trainer import TIMING_KEYS, Trainer, TrainerConfig
-from tests.test_runs_trainer import ToyAgent
+from tests.test_runs_trainer import ToyAgent, seed_everything
 
 #: Columns that depend on wall time; the others are a deterministic function of the seed.
 TIMING = TIMING_KEYS
@@ -55,7 +54,7 @@ def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def _train(agent: ToyAgent, run: Path, iterations: int, *, resume: bool = False) -> None:
-    Trainer(agent, run, _config(iterations), generators={"data": agent.gen}).run(resume=resume)
+    Trainer(agent, run, _config(iterations)).run(resume=resume)
 
 
 def test_resume_after_a_crash_logs_each_iteration_once(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from metarl.runs.checkpoint import list_checkpoints, load_checkpoint
 from metarl.runs.interrupt import EXIT_INTERRUPTED
-from metarl.runs.rng import seed_everything
+from metarl.runs.rng import generator_state, set_generator_state
 from metarl.runs.trainer import ENV_STEPS_KEY, Agent, Trainer, TrainerConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +55,20 @@ class ToyAgent:
         time.sleep(self.sleep_s)
         return {"loss": loss.item(), ENV_STEPS_KEY: 32}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+    def state_dict(self) -> dict[str, Any]:  # the agent owns its generator, so it checkpoints it
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": generator_state(self.gen)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        set_generator_state(self.gen, state["gen"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's legacy and torch's global streams (a fresh process in these tests)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def _config(iterations: int, **kw: Any) -> TrainerConfig:
@@ -74,7 +82,9 @@ def _losses(run_dir: Path) -> list[str]:
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close({k: v for k, v in a.items() if k != "gen"}, {k: v for k, v in b.items() if k != "gen"},
+                               rtol=0, atol=0)
+    assert a.get("gen") == b.get("gen")  # the agent's own generator, plain data
 
 
 def test_toy_agent_satisfies_protocol():
@@ -84,15 +94,15 @@ def test_toy_agent_satisfies_protocol():
 def test_resume_equals_straight_run(tmp_path):
     seed_everything(0)
     straight = ToyAgent()
-    result = Trainer(straight, tmp_path / "a", _config(4), generators={"data": straight.gen}).run()
+    result = Trainer(straight, tmp_path / "a", _config(4)).run()
     assert result.exit_code == 0 and result.iterations_done == 4
 
     seed_everything(0)
     first = ToyAgent()
-    Trainer(first, tmp_path / "b", _config(2), generators={"data": first.gen}).run()
+    Trainer(first, tmp_path / "b", _config(2)).run()
     seed_everything(12345)  # a new process: different RNGs, different init
     resumed = ToyAgent()
-    result = Trainer(resumed, tmp_path / "b", _config(4), generators={"data": resumed.gen}).run(resume=True)
+    result = Trainer(resumed, tmp_path / "b", _config(4)).run(resume=True)
     assert result.exit_code == 0 and result.iterations_done == 4
 
     _assert_same_state(resumed.state_dict(), straight.state_dict())  # params + Adam moments
@@ -110,7 +120,7 @@ def test_checkpoint_cadence_keep_last_and_tensorboard(tmp_path):
     seed_everything(0)
     agent = ToyAgent()
     cfg = _config(5, checkpoint_every=2, keep_last=2, tensorboard=True)
-    result = Trainer(agent, tmp_path, cfg, generators={"data": agent.gen}).run()
+    result = Trainer(agent, tmp_path, cfg).run()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["iter_000004", "iter_000005"]
     assert result.checkpoint == tmp_path / "checkpoints" / "iter_000005"
     assert list(tmp_path.glob("events.out.tfevents.*"))
@@ -125,13 +135,13 @@ def test_resume_refuses_other_agent_or_missing_checkpoint(tmp_path):
     agent = ToyAgent()
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         Trainer(agent, tmp_path, _config(2)).run(resume=True)
-    Trainer(agent, tmp_path, _config(2), generators={"data": agent.gen}).run()
+    Trainer(agent, tmp_path, _config(2)).run()
     with pytest.raises(CheckpointError, match="already has checkpoints"):
-        Trainer(agent, tmp_path, _config(2), generators={"data": agent.gen}).run()
+        Trainer(agent, tmp_path, _config(2)).run()
     other = ToyAgent()
     other.name = "other"
     with pytest.raises(CheckpointError, match="written by agent 'toy'"):
-        Trainer(other, tmp_path, _config(4), generators={"data": other.gen}).run(resume=True)
+        Trainer(other, tmp_path, _config(4)).run(resume=True)
 
 
 # ---------------------------------------------------------------- real-process SIGINT
@@ -194,7 +204,7 @@ def test_sigint_checkpoints_exits_130_and_resumes_exactly(tmp_path):
 
     seed_everything(0)
     straight = ToyAgent()
-    Trainer(straight, tmp_path / "straight", _config(ckpt.iteration + 2), generators={"data": straight.gen}).run()
+    Trainer(straight, tmp_path / "straight", _config(ckpt.iteration + 2)).run()
     _assert_same_state(load_checkpoint(run_dir).state["agent"], straight.state_dict())
 
 
@@ -217,11 +227,11 @@ def test_second_sigint_aborts_immediately(tmp_path):
 def _main(run_dir: str, mode: str) -> int:
     seed_everything(0)
     agent = ToyAgent(sleep_s={"slow": 0.3, "stuck": 60.0}.get(mode, 0.0), announce=True)
-    trainer = Trainer(agent, run_dir, _config(50), generators={"data": agent.gen})
+    trainer = Trainer(agent, run_dir, _config(50))
     if mode == "resume":
         # continue exactly two more iterations past the interrupt checkpoint
         done = load_checkpoint(run_dir).iteration
-        trainer = Trainer(agent, run_dir, _config(done + 2), generators={"data": agent.gen})
+        trainer = Trainer(agent, run_dir, _config(done + 2))
         return trainer.run(resume=True).exit_code
     return trainer.run().exit_code
 

@@ -37,7 +37,6 @@ from metarl.runs.interrupt import (
     GracefulInterrupt,
 )
 from metarl.runs.logger import ProgressBar, RunLogger, adapt_key, namespaced
-from metarl.runs.rng import seed_everything
 from metarl.runs.rundir import (
     RunDir,
     RunDirError,
@@ -89,7 +88,6 @@ __all__ = [
     "restore_rng_state",
     "resume_command",
     "save_checkpoint",
-    "seed_everything",
     "to_dict",
     "validate",
 ]

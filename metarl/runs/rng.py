@@ -22,21 +22,8 @@ __all__ = [
     "capture_rng_state",
     "generator_state",
     "restore_rng_state",
-    "seed_everything",
     "set_generator_state",
 ]
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed the global streams and return a fresh ``Generator`` for the caller to own.
-
-    Returning a Generator (instead of relying on ``np.random.*``) nudges new
-    code toward explicit, checkpointable RNG objects.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
 
 
 def _plain(obj: Any) -> Any:

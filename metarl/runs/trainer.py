@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from metarl.contract import Trainable
 from metarl.runs.checkpoint import (
@@ -90,9 +87,8 @@ class TrainResult:
 class Trainer:
     """Runs ``config.iterations`` iterations of ``agent`` inside ``run``.
 
-    ``generators`` are NumPy Generators owned by the agent's sampler or task
-    distribution that are not part of ``agent.state_dict()``; they are
-    checkpointed with the global RNGs.
+    Checkpoints hold the agent's ``state_dict()`` (which owns every generator the agent draws
+    from) and the global RNG streams (Python, NumPy's legacy one, torch).
     """
 
     def __init__(
@@ -100,13 +96,10 @@ class Trainer:
         agent: Agent,
         run: RunDir | str | Path,
         config: TrainerConfig | None = None,
-        *,
-        generators: Mapping[str, np.random.Generator] | None = None,
     ) -> None:
         self.agent = agent
         self.run_dir = run if isinstance(run, RunDir) else RunDir(Path(run))
         self.config = config or TrainerConfig()
-        self.generators = dict(generators or {})
         self.iteration = 0
         self._elapsed_s = 0.0
         self._env_steps = 0
@@ -117,7 +110,7 @@ class Trainer:
         return {
             "iteration": self.iteration,
             "agent": self.agent.state_dict(),
-            "rng": capture_rng_state(self.generators),
+            "rng": capture_rng_state(),
             "trainer": {"elapsed_s": self._elapsed_s, "env_steps": self._env_steps},
         }
 
@@ -144,7 +137,7 @@ class Trainer:
             self.iteration = int(ckpt.state["iteration"])
             self._elapsed_s = float(ckpt.state["trainer"]["elapsed_s"])
             self._env_steps = int(ckpt.state["trainer"]["env_steps"])
-            restore_rng_state(ckpt.state["rng"], self.generators)  # last: nothing may draw after
+            restore_rng_state(ckpt.state["rng"])  # last: nothing may draw after
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{latest}: its trainer or RNG state is damaged: {type(exc).__name__}: {exc}") from None
         return latest

@@ -1,6 +1,6 @@
 """The actor protocol: how the sampler talks to a policy and its per-task adaptation state.
 
-One interface for both meta-RL families (DESIGN.md section 2):
+One interface for both meta-RL families (docs/architecture.md):
 
 * gradient-based (MAML, Reptile): ``state`` = per-task parameters stacked on a
   leading task dimension; ``act`` applies the policy with ``vmap`` over tasks;
