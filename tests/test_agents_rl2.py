@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from metarl.agents.rl2 import RL2, RL2Config
-from metarl.agents.rl2_actor import RL2Actor, pack_trials, trial_returns, trial_rounds
+from metarl.agents.rl2_actor import RL2Actor, pack_trials
 from metarl.envs import register
 from metarl.envs.base import Task, TaskEnv, TaskFamily
 from metarl.evaluation.references import reference_rows
 from metarl.sampling import make_sampler
+from metarl.sampling.episodes import trial_returns, trial_rounds
 
 
 class CueEnv(TaskEnv):

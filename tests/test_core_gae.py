@@ -9,7 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
 from metarl.core import discounted_returns, gae, linear_baseline_advantages, normalize_advantages
-from metarl.nn import LinearFeatureBaseline
+from metarl.core.baselines import LinearFeatureBaseline
 
 GAMMA, LAM = 0.97, 0.9
 

@@ -20,9 +20,10 @@ import torch
 from tabular_myopic_greedy import MyopicGreedy  # a sibling script: run from experiments/diagnostics
 
 from metarl.agents.rl2 import RL2Config, build_net
-from metarl.agents.rl2_actor import RL2Actor, pack_trials, trial_returns
+from metarl.agents.rl2_actor import RL2Actor, pack_trials
 from metarl.envs import make_family
 from metarl.sampling import make_sampler
+from metarl.sampling.episodes import trial_returns
 
 
 def main() -> None:

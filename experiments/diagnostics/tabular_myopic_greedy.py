@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.rl2_actor import trial_returns
 from metarl.envs import make_family
 from metarl.envs.tabular import mdp_tables
 from metarl.evaluation.references import GreedyMDPActor, score
 from metarl.sampling import make_sampler
+from metarl.sampling.episodes import trial_returns
 
 
 class MyopicGreedy(GreedyMDPActor):

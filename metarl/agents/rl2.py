@@ -29,12 +29,13 @@ from typing import Any
 import torch
 
 from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims
-from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials, trial_returns, trial_rounds
+from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials
 from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
 from metarl.nn import RecurrentPolicy, SnailPolicy
 from metarl.runs import ENV_STEPS_KEY, ConfigError, param
 from metarl.sampling import Episodes
+from metarl.sampling.episodes import trial_returns, trial_rounds
 
 
 @dataclass(frozen=True)

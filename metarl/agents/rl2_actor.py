@@ -18,7 +18,6 @@ training equal to those of the rollout (tested for GRU, LSTM and SNAIL).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -28,7 +27,6 @@ from torch.distributions import Distribution
 from metarl.nn import RecurrentPolicy, SnailPolicy
 from metarl.sampling import Episodes
 from metarl.sampling.actor import ActorOutput
-from metarl.sampling.episodes import tensor_fields
 
 SequencePolicy = RecurrentPolicy | SnailPolicy
 
@@ -271,19 +269,3 @@ def pack_trials(net: RL2Net, episodes: Episodes, device: torch.device) -> Trials
     inputs = net.make_inputs(obs, _shift(actions, first_action), _shift(rewards * mask, zero), _shift(dones, zero),
                              _shift(obs, torch.zeros_like(obs[:, :1])))
     return Trials(inputs, actions, rewards * mask, packed(eps.log_probs), mask)
-
-
-def trial_rounds(episodes: Episodes) -> list[Episodes]:
-    """Split trials of ``E`` episodes into ``E`` rounds: round ``k`` = episode ``k`` of every trial.
-
-    This is how a context-based agent's adaptation curve is read: the ``k``-th
-    episode of a trial was played after ``k`` episodes of experience on the task.
-    """
-    e = episodes.episodes_per_trial
-    return [replace(episodes, episodes_per_trial=1, agent_info={n: v[:, k::e] for n, v in episodes.agent_info.items()},
-                    **{n: getattr(episodes, n)[:, k::e] for n in tensor_fields()}) for k in range(e)]
-
-
-def trial_returns(episodes: Episodes) -> Tensor:
-    """Total undiscounted reward of each trial, ``[T, n_trials]`` (the RL² papers' headline number)."""
-    return episodes.returns.view(episodes.n_tasks, episodes.n_trials, episodes.episodes_per_trial).sum(-1)

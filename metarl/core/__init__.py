@@ -41,6 +41,7 @@ from metarl.core.adaptation import (
     task_grads,
 )
 from metarl.core.advantages import linear_baseline_advantages, normalize_advantages
+from metarl.core.baselines import LinearFeatureBaseline
 from metarl.core.cg import conjugate_gradient
 from metarl.core.checks import NonFiniteError, check_finite
 from metarl.core.device import resolve_device
@@ -74,6 +75,7 @@ __all__ = [
     "StepSize",
     "NonFiniteError",
     "Linearization",
+    "LinearFeatureBaseline",
     "TRPOInfo",
     "TaskBatch",
     "adam_init",

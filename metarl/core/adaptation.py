@@ -16,7 +16,7 @@ unless ``first_order`` is set, which treats the inner gradient as a constant.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,7 +25,9 @@ from torch.utils import _pytree as pytree
 from metarl.core.checks import check_finite
 from metarl.core.losses import lvc_loss, pg_loss
 from metarl.core.params import Params, num_tasks
-from metarl.nn.policy import Policy
+
+if TYPE_CHECKING:  # annotations only: core is pure tensor math and imports nothing above it
+    from metarl.nn.policy import Policy
 
 BatchedMode = Literal["auto", "vmap", "loop"]
 InnerLoss = Literal["log_likelihood", "lvc"]

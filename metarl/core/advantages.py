@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from metarl.core.baselines import LinearFeatureBaseline
 from metarl.core.gae import discounted_returns, gae
-from metarl.nn.baselines import LinearFeatureBaseline
 
 
 def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8) -> Tensor:

@@ -16,7 +16,7 @@ the inner step moves, and the meta-gradient and the KL reach them through the in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -26,8 +26,10 @@ from metarl.core.checks import check_finite
 from metarl.core.losses import kl_divergence, surrogate_loss
 from metarl.core.params import Params, replicate_params
 from metarl.core.trpo import Linearization
-from metarl.nn.heads import DistParams
-from metarl.nn.policy import Policy
+
+if TYPE_CHECKING:  # annotations only: core is pure tensor math and imports nothing above it
+    from metarl.nn.heads import DistParams
+    from metarl.nn.policy import Policy
 
 STEP_SIZE_PREFIX = "inner_lr/"
 

@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.agents.rl2_actor import trial_returns, trial_rounds
 from metarl.envs import Task, TaskFamily, make_family
 from metarl.envs.bandit import Bandit
 from metarl.envs.tabular import TabularMDP
@@ -47,6 +46,7 @@ from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired, trial_totals
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
+from metarl.sampling.episodes import trial_returns, trial_rounds
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 __all__ = ["REFERENCES", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run", "reference_rows",

@@ -6,7 +6,8 @@ serves its own weights, adapted weights via ``functional_call``, or a vmapped st
 of per-task weights (``distribution_stacked`` / ``act``).
 """
 
-from metarl.nn.baselines import LinearFeatureBaseline, MLPValueFunction
+from metarl.core.baselines import LinearFeatureBaseline  # tensor math, re-exported beside the value function
+from metarl.nn.baselines import MLPValueFunction
 from metarl.nn.heads import CategoricalHead, GaussianHead, make_head
 from metarl.nn.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_, mlp
 from metarl.nn.policy import Policy

@@ -3,8 +3,9 @@
 Every per-step tensor is shaped ``[tasks, episodes, time, ...]``: row ``i``
 holds the episodes of ``tasks[i]``; the episodes of one trial are contiguous
 (``episodes_per_trial`` of them), so ``x.view(T, n_trials, episodes_per_trial,
-H, ...)`` exposes trials. Episodes end at different times (early termination),
-so ``mask`` is 1.0 on real steps and everything past ``lengths`` is zero.
+H, ...)`` exposes trials (:func:`trial_rounds` and :func:`trial_returns` read that
+layout). Episodes end at different times (early termination), so ``mask`` is 1.0
+on real steps and everything past ``lengths`` is zero.
 
 Why tensors and not lists of paths: agents apply per-task parameters with
 ``vmap`` over the task dimension, and a fixed shape is what makes that (and a
@@ -145,4 +146,23 @@ def tensor_fields() -> tuple[str, ...]:
     return _TENSORS
 
 
-__all__ = ["Episodes", "tensor_fields"]
+def trial_rounds(episodes: Episodes) -> list[Episodes]:
+    """Split trials of ``E`` episodes into ``E`` rounds: round ``k`` = episode ``k`` of every trial.
+
+    This is how a context-based agent's adaptation curve is read: the ``k``-th
+    episode of a trial was played after ``k`` episodes of experience on the task.
+    Each round is an :class:`Episodes` of ``n_trials`` episodes per task (one per
+    trial, in trial order) with ``episodes_per_trial=1``; ``agent_info`` is split
+    the same way.
+    """
+    e = episodes.episodes_per_trial
+    return [replace(episodes, episodes_per_trial=1, agent_info={n: v[:, k::e] for n, v in episodes.agent_info.items()},
+                    **{n: getattr(episodes, n)[:, k::e] for n in tensor_fields()}) for k in range(e)]
+
+
+def trial_returns(episodes: Episodes) -> Tensor:
+    """Total undiscounted reward of each trial, ``[T, n_trials]`` (the RL² papers' headline number)."""
+    return episodes.returns.view(episodes.n_tasks, episodes.n_trials, episodes.episodes_per_trial).sum(-1)
+
+
+__all__ = ["Episodes", "tensor_fields", "trial_returns", "trial_rounds"]
