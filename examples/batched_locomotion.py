@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 
+from metarl.agents.base import PolicyActor
 from metarl.envs import make_family
-from metarl.sampling import MLPPolicy, TaskParamsActor, make_sampler, stack_params
+from metarl.nn import GaussianMLPPolicy
+from metarl.sampling import make_sampler
 
 
 def collect(spec: str, tasks, actor) -> tuple[object, float]:
@@ -26,8 +28,7 @@ def collect(spec: str, tasks, actor) -> tuple[object, float]:
 def main() -> None:
     family = make_family("halfcheetah-vel")
     tasks = family.sample(20, 0)
-    policy = MLPPolicy(family.observation_space.shape[0], family.action_space)
-    actor = TaskParamsActor(policy, stack_params(policy, len(tasks)))
+    actor = PolicyActor(GaussianMLPPolicy(family.observation_space.shape[0], family.action_space.shape[0]))
     reference, slow = collect("halfcheetah-vel?batched=false", tasks, actor)
     batched, fast = collect("halfcheetah-vel", tasks, actor)
     assert batched.equal(reference), "the batched path must reproduce gymnasium's episodes exactly"

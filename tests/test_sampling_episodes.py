@@ -8,19 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.core import task_params
 from metarl.envs import make_family
-from metarl.sampling import (
-    Episodes,
-    GRUActor,
-    MLPPolicy,
-    SamplerConfigError,
-    SamplerError,
-    TaskParamsActor,
-    make_sampler,
-    stack_params,
-)
+from metarl.sampling import Episodes, SamplerConfigError, SamplerError, make_sampler
 from tests.sampling_faulty_envs import spec, tasks_with
-from tests.test_sampling_helpers import CounterActor, constant_actor, random_actor
+from tests.test_sampling_helpers import (
+    CounterActor,
+    RecurrentTestActor,
+    constant_actor,
+    random_actor,
+    recurrent_policy,
+)
 
 TOY = spec(random_length=True)
 
@@ -88,32 +86,34 @@ def test_trial_state_carries_across_episodes_and_resets_per_trial(toy) -> None:
 def test_gru_actor_matches_a_manual_unroll_over_the_trial(toy) -> None:
     torch.manual_seed(0)
     family = toy.family
-    actor = GRUActor(3, family.action_space, hidden=8, deterministic=True)
-    ep = toy.sample(family.sample(2), actor, 4, episodes_per_trial=2, seed=5)
+    policy = recurrent_policy(3, family.action_space, hidden=8)
+    ep = toy.sample(family.sample(2), RecurrentTestActor(policy, deterministic=True), 4, episodes_per_trial=2, seed=5)
     for row in range(2):
         for trial in range(2):
-            h = torch.zeros(1, 8)
+            h = policy.initial_state(1)
             prev = torch.zeros(1, 2 + 1 + 1)
             for c in (2 * trial, 2 * trial + 1):
                 for t in range(int(ep.lengths[row, c])):
                     x = torch.cat([ep.observations[row, c, t][None], prev], -1)
-                    h = actor.cell(x, h)
-                    mean = actor.head(h)[0]
+                    dist, h = policy.step(x, h)
+                    mean = dist.mean[0]
                     assert torch.allclose(ep.agent_info["mean"][row, c, t], mean, atol=1e-6), (row, c, t)
                     done = float(ep.terminated[row, c, t] or ep.truncated[row, c, t])
                     prev = torch.cat([ep.actions[row, c, t], ep.rewards[row, c, t, None], torch.tensor([done])])[None]
 
 
-def test_hand_batched_mlp_equals_vmap_functional_call() -> None:
-    torch.manual_seed(0)
-    policy = MLPPolicy(5, make_family("ml1-reach").action_space, hidden=(16, 8))
-    params = {k: v + 0.1 * torch.randn_like(v) for k, v in stack_params(policy, 3).items()}
-    obs = torch.randn(3, 4, 5)
-    fast = TaskParamsActor(policy, params)._forward(params, obs)
-    slow = TaskParamsActor(policy, params, use_vmap=True)._forward(params, obs)
-    loop = torch.stack([torch.func.functional_call(policy, {k: v[i] for k, v in params.items()}, (obs[i],))
-                        for i in range(3)])
-    assert torch.allclose(fast, slow, atol=1e-6) and torch.allclose(fast, loop, atol=1e-6)
+def test_per_task_params_act_as_each_task_own_policy(toy) -> None:
+    """One vmapped call for all tasks gives each task row what its own parameters give (a loop over tasks)."""
+    actor = random_actor(3, toy.family.action_space, 3)
+    ep = toy.sample(toy.family.sample(3), actor, 4, seed=2)
+    real = ep.mask.bool()
+    for row in range(3):
+        own = task_params(actor.params, row)
+        mean, _ = actor.policy.dist_params(own, ep.observations[row])
+        assert torch.allclose(ep.agent_info["mean"][row][real[row]], mean[real[row]], atol=1e-6), row
+        log_probs = actor.policy.log_prob(own, ep.observations[row], actions=ep.actions[row])
+        assert torch.allclose(ep.log_probs[row][real[row]], log_probs[real[row]], atol=1e-5), row
+    assert not torch.allclose(ep.agent_info["mean"][0], ep.agent_info["mean"][1])  # the rows' params differ
 
 
 def test_same_seed_same_batch_other_seed_differs(toy) -> None:
@@ -191,7 +191,7 @@ def test_pickle_and_to(toy) -> None:
 def test_discrete_bandit_trials_with_gru() -> None:
     family = make_family("bandit?k=3&n=5")
     with make_sampler(family) as sampler:
-        ep = sampler.sample(family.sample(2, 0), GRUActor(1, family.action_space, hidden=8), 10,
+        ep = sampler.sample(family.sample(2, 0), RecurrentTestActor(recurrent_policy(1, family.action_space, 8)), 10,
                             episodes_per_trial=5, seed=0)
     assert ep.actions.shape == (2, 10, 1) and ep.actions.dtype == torch.int64
     assert set(ep.rewards.unique().tolist()) <= {0.0, 1.0} and (ep.lengths == 1).all()

@@ -33,7 +33,6 @@ from metarl.nn.policy import Policy
 from metarl.runs import CheckpointError, ConfigError, TrainerConfig, adapt_key, load_checkpoint, param
 from metarl.sampling import Episodes, make_sampler
 from metarl.sampling.actor import ActorOutput
-from metarl.sampling.actors import space_dims as sampling_space_dims
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
 Params = Mapping[str, Tensor]
@@ -94,13 +93,13 @@ class CommonConfig:
 
 
 def space_dims(space: gym.Space[Any]) -> tuple[int, bool]:
-    """``(size, discrete)`` of a space the agents' flat policies can read or emit."""
-    if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
-        raise EnvSpecError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
-    try:
-        return sampling_space_dims(space)
-    except TypeError as exc:
-        raise EnvSpecError(f"{exc}; metarl agents handle Discrete and 1-D Box spaces") from None
+    """``(size, discrete)`` of a space the agents' flat policies can read or emit: the number of
+    actions of a ``Discrete`` space, the width of a 1-D ``Box``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n), True
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0]), False
+    raise EnvSpecError(f"unsupported space {space}; metarl agents handle Discrete and 1-D Box spaces")
 
 
 def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: float,

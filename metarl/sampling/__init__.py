@@ -1,11 +1,12 @@
 """Rollouts for meta-RL: many tasks x many episodes stepped together, on one core, many, or a Ray cluster.
 
+>>> from metarl.agents.base import PolicyActor
 >>> from metarl.envs import make_family
->>> from metarl.sampling import make_sampler, MLPPolicy, TaskParamsActor, stack_params
+>>> from metarl.nn import GaussianMLPPolicy
+>>> from metarl.sampling import make_sampler
 >>> family = make_family("point-nav")
 >>> tasks = family.sample(4, rng=0)
->>> policy = MLPPolicy(2, family.action_space)
->>> actor = TaskParamsActor(policy, stack_params(policy, len(tasks)))
+>>> actor = PolicyActor(GaussianMLPPolicy(2, 2))  # its own weights for every task; or per-task params
 >>> with make_sampler("point-nav", backend="serial") as sampler:
 ...     episodes = sampler.sample(tasks, actor, episodes_per_task=5, seed=0)
 >>> tuple(episodes.rewards.shape)
@@ -22,7 +23,6 @@ from typing import Any
 
 _EXPORTS = {
     "Actor": "actor", "ActorOutput": "actor",
-    "GRUActor": "actors", "MLPPolicy": "actors", "TaskParamsActor": "actors", "stack_params": "actors",
     "Episodes": "episodes",
     "SamplerConfigError": "errors", "SamplerError": "errors",
     "BACKENDS": "sampler", "Sampler": "sampler", "episode_seeds": "sampler", "make_sampler": "sampler",
