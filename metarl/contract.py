@@ -11,6 +11,23 @@ Adaptation has one signature for every agent, seen from outside: :class:`Adaptat
 (``session.actor`` acts; ``session.adapt(episodes)`` adapts to what it saw). An inner policy
 gradient step (MAML), an inner PPO (Reptile) and a recurrent state carried across episodes (RL²)
 all fit it, so Meta-World's evaluator and :meth:`MetaLearner.meta_test` drive every agent alike.
+
+Example (any agent, through the contract only):
+    >>> from metarl.agents import agent_class
+    >>> cls = agent_class("maml-trpo")
+    >>> agent = cls(cls.Config(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,)), "point-nav", seed=0)
+    >>> metrics = agent.train_iteration(0)  # one meta-iteration; the trainer logs these under train/
+    >>> "return" in metrics
+    True
+    >>> tasks = agent.family.sample(2, rng=0, split="test")
+    >>> session = agent.adaptation_session(len(tasks))
+    >>> before = agent.sampler.sample(tasks, session.actor, 2, seed=0)
+    >>> session.adapt(before)  # MAML's inner step; RL² would carry its memory instead
+    >>> after = agent.sampler.sample(tasks, session.actor, 2, seed=1)
+    >>> rounds = agent.meta_test(tasks, rounds=1, episodes_per_round=2, seed=0)  # the same, as one call
+    >>> len(rounds), rounds[0].equal(before)
+    (2, True)
+    >>> agent.close()
 """
 
 from __future__ import annotations

@@ -93,6 +93,17 @@ class TaskFamily(ABC):
     Subclasses set ``name``, ``horizon`` and the two spaces, and implement
     :meth:`sample` and :meth:`make_env`. Override :meth:`set_task` when an env
     can be re-targeted in place (cheaper than rebuilding a MuJoCo model).
+
+    Example:
+        >>> from metarl.envs import make_family
+        >>> family = make_family("point-nav")
+        >>> tasks = family.sample(3, rng=0, split="test")  # held-out goals, the same for rng=0 every time
+        >>> [task.split for task in tasks] == ["test"] * 3 and tasks == family.sample(3, rng=0, split="test")
+        True
+        >>> env = family.make_env(tasks[0])
+        >>> obs, info = env.reset(seed=0)
+        >>> obs.shape == family.observation_space.shape
+        True
     """
 
     #: Name as typed on the CLI (including parameters, e.g. ``bandit?k=5&n=100``).

@@ -48,6 +48,22 @@ class Episodes:
             ``"success"`` key in its info (or the family declares ``has_success``). Learned from the
             envs, so a plug-in family needs no flag; without it ``success`` is meaningless and every
             success rate (:meth:`success_values`) is NaN, for agents and baselines alike.
+
+    Example:
+        >>> import torch
+        >>> from metarl.evaluation.actors import UniformActor
+        >>> from metarl.sampling import make_sampler
+        >>> with make_sampler("ml1-reach") as sampler:  # Meta-World: 500-step episodes that report success
+        ...     tasks = sampler.family.sample(2, rng=0)
+        ...     episodes = sampler.sample(tasks, UniformActor(sampler.family.action_space), 1, seed=0)
+        >>> tuple(episodes.rewards.shape), tuple(episodes.lengths.shape)  # [T, E, H] and [T, E]
+        ((2, 1, 500), (2, 1))
+        >>> bool(torch.equal(episodes.mask.sum(-1), episodes.lengths.float()))  # real steps are a prefix
+        True
+        >>> bool(torch.allclose(episodes.returns, (episodes.rewards * episodes.mask).sum(-1)))
+        True
+        >>> episodes.reports_success, tuple(episodes.success_values().shape)  # any-step success per episode
+        (True, (2, 1))
     """
 
     observations: Tensor

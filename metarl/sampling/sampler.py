@@ -59,6 +59,18 @@ class Sampler:
 
     Build it with :func:`make_sampler`. Envs are kept between calls and
     re-targeted to new tasks in place.
+
+    Example:
+        >>> from metarl.evaluation.actors import UniformActor
+        >>> from metarl.sampling import make_sampler
+        >>> with make_sampler("point-nav") as sampler:
+        ...     tasks = sampler.family.sample(2, rng=0)
+        ...     episodes = sampler.sample(tasks, UniformActor(sampler.family.action_space), 3, seed=0)
+        ...     again = sampler.sample(tasks, UniformActor(sampler.family.action_space), 3, seed=0)
+        >>> tuple(episodes.returns.shape)  # [tasks, episodes]
+        (2, 3)
+        >>> episodes.equal(again)  # a seed fixes env resets and the actor's noise
+        True
     """
 
     def __init__(self, family: TaskFamily, backend: Backend, max_episode_steps: int | None = None,
