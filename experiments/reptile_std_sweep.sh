@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reptile-PPO on point-nav: the initial action std, each Reptile run against a joint multi-task
-# baseline trained with the same std (everything else equal), both fine-tuned by the same inner PPO.
+# baseline (joint-ppo) trained with the same std (everything else equal), both fine-tuned by the same inner PPO.
 # Scored on two disjoint sets of 60 held-out tasks (evaluation seeds 0-5 and 6-11).
 # The zero-step ceiling of both is measured by experiments/diagnostics/zero_step_ceiling.py.
 #   bash experiments/reptile_std_sweep.sh [STD ...]      (default: 0.02 0.05)
@@ -8,15 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 METARL=${METARL:-.venv/bin/metarl}
 OUT=experiments/results/reptile-std-sweep
-train() {  # run_dir std [extra args]
-  [ -f "$1/checkpoints/latest" ] || "$METARL" train reptile-ppo --env point-nav --seed 0 --iterations 10 \
-      --set anneal_iterations=10 --set eval.every=5 --set init_std="$2" --set trainer.keep_last=1 --run-dir "$1" "${@:3}" --no-progress > /dev/null
+train() {  # agent run_dir std
+  [ -f "$2/checkpoints/latest" ] || "$METARL" train "$1" --env point-nav --seed 0 --iterations 10 \
+      --set anneal_iterations=10 --set eval.every=5 --set init_std="$3" --set trainer.keep_last=1 --run-dir "$2" --no-progress > /dev/null
 }
 stds=("$@"); [ ${#stds[@]} -gt 0 ] || stds=(0.02 0.05)
 for s in "${stds[@]}"; do
   tag=std${s/./}
-  train "$OUT/reptile-$tag" "$s"
-  train "$OUT/joint-$tag" "$s" --config experiments/configs/reptile-ppo/point-nav-joint.yaml
+  train reptile-ppo "$OUT/reptile-$tag" "$s"
+  train joint-ppo "$OUT/joint-$tag" "$s"
   for first in 0 6; do
     "$METARL" evaluate "$OUT/reptile-$tag" --tasks 10 --seeds 6 --seed $first --rounds 3 --episodes 10 \
         --baselines pretrained-finetune --pretrained "$OUT/joint-$tag" --out "$OUT/reptile-$tag/eval-seeds$first" \

@@ -269,13 +269,13 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
 #: names every registered agent.
 AGENT_HELP = ("maml-trpo (MAML with a TRPO meta-update), multitask-trpo (its multi-task TRPO baseline), "
               "meta-sgd (MAML with learned per-parameter step sizes), "
-              "reptile-ppo (Reptile with inner PPO; meta_update=joint for multi-task PPO), "
+              "reptile-ppo (Reptile with inner PPO), joint-ppo (its multi-task PPO baseline), "
               "rl2 (RL² with policy=gru, lstm or snail)")
 
 EVALUATE_EPILOG = """\
 what a round is:
-  MAML-TRPO, multi-task TRPO, Reptile-PPO: round 0 scores the policy before adaptation; round k scores it
-    after k adaptation steps, each step taking the --episodes episodes of the round before it.
+  MAML-TRPO, multi-task TRPO, Reptile-PPO, joint PPO: round 0 scores the policy before adaptation; round k
+    scores it after k adaptation steps, each step taking the --episodes episodes of the round before it.
   RL² (rl2): each task runs --episodes independent trials of rounds+1 episodes; round k scores the k-th
     episode of every trial (round 0 is the first episode, with an empty memory). The report adds the
     return per trial (the sum over a trial's episodes), the number RL² tables report.
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a meta-RL agent (or --resume a run)", parents=common, formatter_class=fmt,
                        description=f"Train a meta-RL agent. AGENT is one of: {AGENT_HELP}.")
-    p.add_argument("agent", nargs="?", metavar="AGENT", help="maml-trpo, multitask-trpo, meta-sgd, reptile-ppo or rl2")
+    p.add_argument("agent", nargs="?", metavar="AGENT", help="maml-trpo, multitask-trpo, meta-sgd, reptile-ppo, joint-ppo or rl2")
     p.add_argument("--env", help="task family, e.g. point-nav, halfcheetah-vel, ml1-reach, 'bandit?k=5&n=10'")
     p.add_argument("--env-kwargs", help="JSON object of family parameters")
     p.add_argument("--config", help="YAML file of hyperparameters (over the family defaults shipped in metarl/defaults)")
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of evaluation seeds, each with its own tasks (default: 1)")
     p.add_argument("--baselines", help="comma list of: random, ppo-scratch, pretrained-finetune (default: none)")
     p.add_argument("--pretrained", metavar="RUN_DIR", help="multi-task run for the pretrained-finetune baseline "
-                   "(multitask-trpo, or reptile-ppo with meta_update=joint)")
+                   "(multitask-trpo or joint-ppo)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval)")
     p.add_argument("--device", help="override the run's device: cpu, cuda, cuda:N or auto (default: the run's)")
     p.add_argument("--threads", type=_int_at_least(1, "threads"), help="torch CPU threads (default: 1)")

@@ -22,6 +22,8 @@ TINY: dict[str, tuple[str, list[str]]] = {
     "meta-sgd": ("point-nav", ["meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8, 8]"]),
     "reptile-ppo": ("point-nav", ["meta_batch_size=2", "inner_updates=1", "episodes_per_update=2",
                                   "minibatch_size=50", "hidden_sizes=[8, 8]"]),
+    "joint-ppo": ("point-nav", ["meta_batch_size=2", "inner_updates=1", "episodes_per_update=2",
+                                "minibatch_size=50", "hidden_sizes=[8, 8]"]),
     "rl2-gru": ("bandit?k=2&n=3", ["policy=gru", "meta_batch_size=2", "trials_per_task=2", "hidden_size=8",
                                    "minibatches=1"]),
     "rl2-lstm": ("bandit?k=2&n=3", ["policy=lstm", "meta_batch_size=2", "trials_per_task=2", "hidden_size=8",

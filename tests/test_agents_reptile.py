@@ -1,4 +1,5 @@
-"""Reptile-PPO: batched inner PPO == per-task PPO, the exact outer step, and CLI train/checkpoint/resume."""
+"""Reptile-PPO and its joint multi-task PPO variant: batched inner PPO == per-task PPO, the exact outer step,
+CLI train/checkpoint/resume, and reptile-ppo runs recorded with ``meta_update: joint``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from metarl.agents import agent_class
 from metarl.agents.reptile_ppo import (
     InnerPPO,
+    JointPPO,
     PPOBatch,
     ReptilePPO,
     ReptilePPOConfig,
@@ -149,10 +152,10 @@ def test_cli_trains_checkpoints_and_resume_equals_straight(tmp_path: Path) -> No
 
 
 def test_joint_mode_resumes_its_outer_adam_and_meta_test_rounds(tmp_path: Path) -> None:
-    sets = _tiny("meta_update=joint")
-    straight = train("reptile-ppo", "point-nav", overrides=[*sets, "trainer.iterations=3"], seed=2, run_dir=tmp_path / "a")
-    train("reptile-ppo", "point-nav", overrides=[*sets, "trainer.iterations=1"], seed=2, run_dir=tmp_path / "b").agent.close()
-    train("reptile-ppo", overrides=["trainer.iterations=3"], resume=tmp_path / "b").agent.close()
+    sets = _tiny()
+    straight = train("joint-ppo", "point-nav", overrides=[*sets, "trainer.iterations=3"], seed=2, run_dir=tmp_path / "a")
+    train("joint-ppo", "point-nav", overrides=[*sets, "trainer.iterations=1"], seed=2, run_dir=tmp_path / "b").agent.close()
+    train("joint-ppo", overrides=["trainer.iterations=3"], resume=tmp_path / "b").agent.close()
     steps = load_checkpoint(tmp_path / "b").state["agent"]["outer_opt"]["step"]
     assert steps == 3 * 2 * 2 * 4  # iterations x updates x epochs x minibatches
     for k, v in _net(tmp_path / "a").items():
@@ -168,9 +171,36 @@ def test_joint_mode_resumes_its_outer_adam_and_meta_test_rounds(tmp_path: Path) 
     agent.close()
 
 
+def test_a_reptile_ppo_run_recorded_with_meta_update_joint_is_joint_ppo_under_its_recorded_name(tmp_path: Path) -> None:
+    """Runs from before joint-ppo say ``agent: reptile-ppo`` and ``meta_update: joint``: they train, resume
+    and load as the JointPPO they are, bit for bit a joint-ppo run, and keep writing reptile-ppo checkpoints."""
+    assert agent_class("joint-ppo") is JointPPO and issubclass(JointPPO, ReptilePPO)
+    sets = _tiny()
+    new = train("joint-ppo", "point-nav", overrides=[*sets, "trainer.iterations=2"], seed=2, run_dir=tmp_path / "new")
+    new.agent.close()
+    old = train("reptile-ppo", "point-nav", overrides=[*sets, "meta_update=joint", "trainer.iterations=1"], seed=2,
+                run_dir=tmp_path / "old")
+    old.agent.close()
+    assert type(old.agent) is JointPPO and old.agent.name == "reptile-ppo"
+    train("reptile-ppo", overrides=["trainer.iterations=2"], resume=tmp_path / "old").agent.close()
+    assert load_checkpoint(tmp_path / "old").agent == "reptile-ppo" and load_checkpoint(tmp_path / "new").agent == "joint-ppo"
+    a, b = load_checkpoint(tmp_path / "new").state["agent"], load_checkpoint(tmp_path / "old").state["agent"]
+    assert a["outer_opt"]["step"] == b["outer_opt"]["step"] == 2 * 2 * 2 * 4
+    for k, v in a["net"].items():
+        assert torch.equal(v, b["net"][k]), k
+    agent = load_agent(tmp_path / "old")
+    assert type(agent) is JointPPO and agent.name == "reptile-ppo" and agent.outer_opt is not None
+    agent.close()
+    with pytest.raises(ConfigError, match="meta_update"):
+        train("joint-ppo", "point-nav", overrides=[*sets, "meta_update=reptile"], run_dir=tmp_path / "bad")
+    plain = ReptilePPO(ReptilePPOConfig(hidden_sizes=(8,)), "point-nav", seed=0)
+    assert type(plain) is ReptilePPO and plain.name == "reptile-ppo"
+    plain.close()
+
+
 def test_init_from_starts_theta_at_the_source_run_and_rejects_a_mismatch(tmp_path: Path) -> None:
     """Pretrain jointly, then meta-train: the Reptile run starts exactly where the joint run ended."""
-    joint = train("reptile-ppo", "point-nav", overrides=[*_tiny("meta_update=joint"), "trainer.iterations=1"], seed=3,
+    joint = train("joint-ppo", "point-nav", overrides=[*_tiny(), "trainer.iterations=1"], seed=3,
                   run_dir=tmp_path / "joint")
     joint.agent.close()
     cfg = ReptilePPOConfig(hidden_sizes=(8,), init_from=str(tmp_path / "joint"))
@@ -189,7 +219,7 @@ def test_a_warm_started_run_resumes_and_loads_without_its_source(tmp_path: Path)
     """The checkpoint supersedes init_from, so deleting the source run must not break resume or evaluate."""
     import shutil
 
-    train("reptile-ppo", "point-nav", overrides=[*_tiny("meta_update=joint"), "trainer.iterations=1"], seed=3,
+    train("joint-ppo", "point-nav", overrides=[*_tiny(), "trainer.iterations=1"], seed=3,
           run_dir=tmp_path / "joint").agent.close()
     sets = _tiny(f"init_from={tmp_path / 'joint'}")
     train("reptile-ppo", "point-nav", overrides=[*sets, "trainer.iterations=2"], seed=4,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, MultiTaskTRPO, MultiTaskTRPOConfig
-from metarl.agents.reptile_ppo import ReptilePPO, ReptilePPOConfig
+from metarl.agents.reptile_ppo import JointPPO, JointPPOConfig, ReptilePPO, ReptilePPOConfig
 from metarl.agents.rl2 import RL2, RL2Config
 from metarl.cli import main
 from metarl.evaluation.metrics import RETURN_KEY, SHARED_KEYS, ProgressError, read_progress
@@ -43,8 +43,8 @@ def test_every_agent_logs_the_shared_return_with_its_documented_meaning() -> Non
     assert maml["return"] == maml["post_return"] != maml["pre_return"]  # the post-adaptation episodes
     multitask = _iteration(MultiTaskTRPO, MultiTaskTRPOConfig, "point-nav", MAML)
     assert multitask["return"] == multitask["post_return"] and "pre_return" not in multitask
-    for mode in ("reptile", "joint"):
-        reptile = _iteration(ReptilePPO, ReptilePPOConfig, "point-nav", [*REPTILE, f"meta_update={mode}"])
+    for cls, config_cls in ((ReptilePPO, ReptilePPOConfig), (JointPPO, JointPPOConfig)):
+        reptile = _iteration(cls, config_cls, "point-nav", REPTILE)
         assert reptile["return"] == reptile["inner_1_return"] != reptile["inner_0_return"]  # the last inner batch
     rl2 = _iteration(RL2, RL2Config, "bandit?k=3&n=4", RL2_TINY)
     # per trial: four 0/1 pulls summed, so above any single pull's mean and at most 4

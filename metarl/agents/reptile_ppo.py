@@ -15,11 +15,13 @@ Meta-test (``meta_test``) runs the very same inner PPO from the learned theta on
 round ``r`` is scored with the parameters after ``r`` PPO updates, and its episodes are the data
 of update ``r + 1``. This is also what ``metarl evaluate`` plots against SB3 PPO from scratch.
 
-``meta_update: joint`` turns the same loop into plain multi-task PPO (the "pretrained on the
-training tasks, then fine-tuned with the same inner PPO" baseline): every PPO minibatch step
-moves the *shared* parameters with the mean of the per-task gradients, through one Adam whose
-state persists across iterations (checkpointed). Fine-tuning at meta-test is unchanged, so the
-two runs differ only in how the initialization was learned.
+:class:`JointPPO` (``joint-ppo``) is the same loop with another outer step: plain multi-task PPO
+(the "pretrained on the training tasks, then fine-tuned with the same inner PPO" baseline), where
+every PPO minibatch step moves the *shared* parameters with the mean of the per-task gradients,
+through one Adam whose state persists across iterations (checkpointed). Fine-tuning at meta-test
+is unchanged, so the two runs differ only in how the initialization was learned. Runs recorded
+before it existed trained it as ``reptile-ppo`` with ``meta_update: joint``; that key still builds
+a JointPPO (see :meth:`ReptilePPO.__new__`).
 
 Why the inner loop is batched: Adam is elementwise, so one functional Adam on stacked
 ``[tasks, ...]`` tensors *is* one Adam per task; only gradient clipping couples a task's
@@ -78,7 +80,8 @@ class ReptilePPOConfig(CommonConfig):
     discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma")
     gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda")
     meta_update: str = param("reptile", choices=["reptile", "joint"],
-                             help="reptile: interpolate toward adapted params; joint: multi-task PPO (baseline)")
+                             help="deprecated: train joint-ppo instead. joint builds joint-ppo's multi-task PPO under "
+                                  "the name reptile-ppo, as runs recorded before joint-ppo did")
     outer_lr: float = param(0.5, min=0.0, max=1.0, exclusive_min=True, help="Reptile outer step size eps")
     outer_lr_final: float | None = param(None, min=0.0, max=1.0,
                                          help="anneal eps linearly to this value (null: constant eps)")
@@ -89,8 +92,18 @@ class ReptilePPOConfig(CommonConfig):
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     mean_init_scale: float = param(1.0, min=0.0, help="scale of the initial action-mean layer (SB3 uses ~0.01)")
     batched: str = param("auto", choices=["auto", "vmap", "loop"], help="task batching of the gradients")
-    init_from: str | None = param(None, help="start theta from this reptile-ppo run dir or checkpoint, e.g. a "
-                                             "meta_update=joint run (pretrain jointly, then meta-train)")
+    init_from: str | None = param(None, help="start theta from this reptile-ppo or joint-ppo run dir or "
+                                             "checkpoint, e.g. a joint-ppo run (pretrain jointly, then meta-train)")
+
+
+@dataclass(frozen=True)
+class JointPPOConfig(ReptilePPOConfig):
+    """Reptile-PPO's keys, so the two share their family defaults (``metarl/defaults/reptile-ppo``) and a
+    joint-ppo run resolves to the same config as a ``reptile-ppo`` one recorded with ``meta_update: joint``.
+    ``outer_lr`` and its anneal are Reptile's outer step, unused here."""
+
+    meta_update: str = param("joint", choices=["joint"],
+                             help="always joint here (the key reptile-ppo runs recorded this agent under)")
 
 
 class PPOBatch(NamedTuple):
@@ -242,6 +255,19 @@ class ReptilePPO(MetaAgent):
     name = "reptile-ppo"
     Config = ReptilePPOConfig
 
+    def __new__(cls, config: ReptilePPOConfig, *args: Any, **kwargs: Any) -> ReptilePPO:
+        """``meta_update: joint`` (deprecated) builds a :class:`JointPPO` that keeps the name ``reptile-ppo``.
+
+        That is how runs recorded before joint-ppo trained it: their config says ``agent: reptile-ppo``
+        and so do their checkpoints, so the agent rebuilt from them must answer to that name to load,
+        evaluate and resume as it did (and ``--set meta_update=joint`` still trains it, bit for bit).
+        """
+        if cls is ReptilePPO and config.meta_update == "joint":
+            agent = super().__new__(JointPPO)
+            agent.name = ReptilePPO.name  # the recorded name; JointPPO's own is joint-ppo
+            return agent
+        return super().__new__(cls)
+
     def __init__(self, config: ReptilePPOConfig, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(config, family, seed=seed, device=device)
@@ -257,8 +283,6 @@ class ReptilePPO(MetaAgent):
                             f"family {self.family.full_name}, hidden_sizes {list(config.hidden_sizes)}")
         self.policy = policy
         self.inner = InnerPPO(policy, value_fn, config)
-        # Joint mode's optimizer over the shared theta; Reptile's outer step needs no state.
-        self.outer_opt: AdamState | None = None
         # What anneal_iterations=null stands for: the budget at run creation, checkpointed (see anneal_horizon).
         self.created_iterations = config.trainer.iterations
 
@@ -315,23 +339,21 @@ class ReptilePPO(MetaAgent):
     def train_iteration(self, it: int) -> dict[str, float]:
         cfg = self.config
         tasks = self.family.sample(cfg.meta_batch_size, self.rng, split="train")
-        theta = self.meta_params()
-        if cfg.meta_update == "joint":
-            shared = {k: v.unsqueeze(0) for k, v in theta.items()}
-            opt = self.outer_opt or adam_init(shared)
-            shared, self.outer_opt, metrics, steps = self.inner_loop(tasks, shared, opt, updates=cfg.inner_updates,
-                                                                     shared=True)
-            new_theta = {k: v[0] for k, v in shared.items()}
-        else:
-            adapted = {k: v.clone() for k, v in replicate_params(theta, len(tasks)).items()}
-            adapted, _, metrics, steps = self.inner_loop(tasks, adapted, adam_init(adapted), updates=cfg.inner_updates)
-            step_size = annealed(cfg.outer_lr, cfg.outer_lr_final, it, self.anneal_horizon())
-            new_theta = reptile_step(theta, adapted, step_size)
-            metrics["outer_lr"] = step_size
+        new_theta, metrics, steps = self.outer_step(it, tasks, self.meta_params())
         load_params_(self.net, new_theta)
         metrics[ENV_STEPS_KEY] = steps
         metrics.update(self.periodic_eval(it, cfg.eval))
         return metrics
+
+    def outer_step(self, it: int, tasks: Sequence[Task], theta: Params) -> tuple[Params, dict[str, float], int]:
+        """Reptile: ``k`` PPO updates of a copy of theta per task (fresh Adam), then
+        ``theta + eps * mean_i(theta_i - theta)``; returns the new theta, metrics and env steps."""
+        cfg = self.config
+        adapted = {k: v.clone() for k, v in replicate_params(theta, len(tasks)).items()}
+        adapted, _, metrics, steps = self.inner_loop(tasks, adapted, adam_init(adapted), updates=cfg.inner_updates)
+        step_size = annealed(cfg.outer_lr, cfg.outer_lr_final, it, self.anneal_horizon())
+        metrics["outer_lr"] = step_size
+        return reptile_step(theta, adapted, step_size), metrics, steps
 
     # -- meta-test ------------------------------------------------------------------------
     def adaptation_session(self, n_tasks: int, seed: int = 0) -> _InnerPPOSession:
@@ -339,8 +361,53 @@ class ReptilePPO(MetaAgent):
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                                 "rng": self.rng.bit_generator.state, "created_iterations": self.created_iterations}
+        return {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "rng": self.rng.bit_generator.state, "created_iterations": self.created_iterations}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
+        self.rng.bit_generator.state = state["rng"]
+        self.created_iterations = int(state.get("created_iterations", self.created_iterations))
+        self._warn_if_anneal_ends_early()
+
+    def _warn_if_anneal_ends_early(self) -> None:
+        """A resume past the budget a run was created with, under ``anneal_iterations: null``, spends the
+        extra iterations at ``outer_lr_final``; say so, since with the default final eps of 0 they learn nothing."""
+        cfg = self.config
+        if (cfg.outer_lr_final is not None and cfg.anneal_iterations is None
+                and self.created_iterations < cfg.trainer.iterations):
+            warnings.warn(f"anneal_iterations is null, so eps anneals over the {self.created_iterations} iterations "
+                          f"this run was created with: iterations {self.created_iterations}.."
+                          f"{cfg.trainer.iterations - 1} run at outer_lr_final={cfg.outer_lr_final:g}; set "
+                          "anneal_iterations for another schedule", UserWarning, stacklevel=2)
+
+
+class JointPPO(ReptilePPO):
+    """Multi-task PPO: Reptile-PPO's baseline, "pretrained on the training tasks, fine-tuned with the same inner PPO".
+
+    One shared theta trained by the inner PPO on all tasks at once: each minibatch step follows the
+    mean of the per-task gradients, through one Adam that persists across iterations (checkpointed
+    as ``outer_opt``). Its meta-test is Reptile-PPO's, so the two differ only in how theta is learned.
+    """
+
+    name = "joint-ppo"
+    Config = JointPPOConfig
+
+    def __init__(self, config: ReptilePPOConfig, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(config, family, seed=seed, device=device)
+        self.outer_opt: AdamState | None = None  # the shared theta's Adam, created on the first step
+
+    def outer_step(self, it: int, tasks: Sequence[Task], theta: Params) -> tuple[Params, dict[str, float], int]:
+        """``k`` PPO updates of the shared theta (a task dim of 1 serves every task), mean gradient per step."""
+        shared = {k: v.unsqueeze(0) for k, v in theta.items()}
+        opt = self.outer_opt or adam_init(shared)
+        shared, self.outer_opt, metrics, steps = self.inner_loop(tasks, shared, opt, updates=self.config.inner_updates,
+                                                                 shared=True)
+        return {k: v[0] for k, v in shared.items()}, metrics, steps
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
         if self.outer_opt is not None:
             state["outer_opt"] = {"step": self.outer_opt.step,
                                   "exp_avg": {k: v.cpu() for k, v in self.outer_opt.exp_avg.items()},
@@ -348,25 +415,14 @@ class ReptilePPO(MetaAgent):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.net.load_state_dict({k: v.to(self.device) for k, v in state["net"].items()})
-        self.rng.bit_generator.state = state["rng"]
-        self.created_iterations = int(state.get("created_iterations", self.created_iterations))
-        self._warn_if_anneal_ends_early()
+        super().load_state_dict(state)
         opt = state.get("outer_opt")
         self.outer_opt = None if opt is None else AdamState(
             int(opt["step"]), {k: v.to(self.device) for k, v in opt["exp_avg"].items()},
             {k: v.to(self.device) for k, v in opt["exp_avg_sq"].items()})
 
     def _warn_if_anneal_ends_early(self) -> None:
-        """A resume past the budget a run was created with, under ``anneal_iterations: null``, spends the
-        extra iterations at ``outer_lr_final``; say so, since with the default final eps of 0 they learn nothing."""
-        cfg = self.config
-        if (cfg.meta_update == "reptile" and cfg.outer_lr_final is not None and cfg.anneal_iterations is None
-                and self.created_iterations < cfg.trainer.iterations):
-            warnings.warn(f"anneal_iterations is null, so eps anneals over the {self.created_iterations} iterations "
-                          f"this run was created with: iterations {self.created_iterations}.."
-                          f"{cfg.trainer.iterations - 1} run at outer_lr_final={cfg.outer_lr_final:g}; set "
-                          "anneal_iterations for another schedule", UserWarning, stacklevel=2)
+        """Nothing to warn about: eps and its anneal belong to Reptile's outer step, which this agent replaces."""
 
 
 class _InnerPPOSession:

@@ -10,8 +10,8 @@ key                         meaning
 ==========================  ====================================================================
 ``train/return``            mean undiscounted return of the episodes the agent trained on this
                             iteration, after the iteration's adaptation: MAML, multi-task TRPO:
-                            the post-update episodes; Reptile (and its joint mode): the episodes
-                            of the last inner PPO update. RL²: the return **per trial** (the
+                            the post-update episodes; Reptile and joint PPO: the episodes of
+                            the last inner PPO update. RL²: the return **per trial** (the
                             sum over the trial's episodes), since RL² optimizes the trial as one
                             long episode and its paper reports that total; with one episode per
                             trial it is the episode return.

@@ -120,7 +120,7 @@ def evaluate_agent(
     if unknown:
         raise EnvSpecError(f"unknown baseline(s) {unknown}; allowed: {', '.join(BASELINES)}")
     if "pretrained-finetune" in baselines and pretrained is None:
-        raise EnvSpecError("baseline 'pretrained-finetune' needs --pretrained RUN_DIR (a multitask-trpo run)")
+        raise EnvSpecError("baseline 'pretrained-finetune' needs --pretrained RUN_DIR (a multitask-trpo or joint-ppo run)")
     from metarl.evaluation.baselines import ppo_scratch_baseline, random_baseline
 
     family = agent.family
