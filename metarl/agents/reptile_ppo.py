@@ -25,7 +25,7 @@ a JointPPO (see :meth:`ReptilePPO.__new__`).
 
 Why the inner loop is batched: Adam is elementwise, so one functional Adam on stacked
 ``[tasks, ...]`` tensors *is* one Adam per task; only gradient clipping couples a task's
-entries, and :func:`metarl.core.adam_step` clips per task (DESIGN.md section 3). The minibatch
+entries, and :func:`metarl.core.adam_step` clips per task. The minibatch
 index order is shared across tasks, so every task sees exactly what its own PPO would see.
 """
 
