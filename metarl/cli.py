@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,12 +265,28 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return int(module.main(rest) or 0)
 
 
-#: Static, so that building the parser imports no agent; tests/test_agents_registry.py checks it
-#: names every registered agent.
-AGENT_HELP = ("maml-trpo (MAML with a TRPO meta-update), multitask-trpo (its multi-task TRPO baseline), "
-              "meta-sgd (MAML with learned per-parameter step sizes), "
-              "reptile-ppo (Reptile with inner PPO), joint-ppo (its multi-task PPO baseline), "
-              "rl2 (RL² with policy=gru, lstm or snail)")
+class _Parser(argparse.ArgumentParser):
+    """argparse with an optional ``describe``: a description computed only when help is shown.
+
+    ``metarl train --help`` lists the registered agents, and looking them up imports every agent
+    module; computing it on demand keeps ``metarl envs`` (and every other command) from paying that.
+    """
+
+    def __init__(self, *args: Any, describe: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._describe = describe
+
+    def format_help(self) -> str:
+        if self._describe is not None:
+            self.description = self._describe()
+        return super().format_help()
+
+
+def _train_description() -> str:
+    from metarl.agents import agent_help
+
+    return f"Train a meta-RL agent. AGENT is one of: {agent_help()}."
+
 
 EVALUATE_EPILOG = """\
 what a round is:
@@ -300,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      parents=[_common()],
                                      epilog="exit codes: 0 success, 1 failure at run time, 2 bad usage, 130 interrupted")
     parser.add_argument("--version", action="version", version=f"metarl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = [_common()]
 
     p = sub.add_parser("envs", help="list task families with spaces, horizon and split sizes", parents=common,
@@ -315,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a meta-RL agent (or --resume a run)", parents=common, formatter_class=fmt,
-                       description=f"Train a meta-RL agent. AGENT is one of: {AGENT_HELP}.")
-    p.add_argument("agent", nargs="?", metavar="AGENT", help="maml-trpo, multitask-trpo, meta-sgd, reptile-ppo, joint-ppo or rl2")
+                       describe=_train_description)
+    p.add_argument("agent", nargs="?", metavar="AGENT", help="an agent name (listed above), e.g. maml-trpo or rl2")
     p.add_argument("--env", help="task family, e.g. point-nav, halfcheetah-vel, ml1-reach, 'bandit?k=5&n=10'")
     p.add_argument("--env-kwargs", help="JSON object of family parameters")
     p.add_argument("--config", help="YAML file of hyperparameters (over the family defaults shipped in metarl/defaults)")

@@ -43,6 +43,15 @@ def agent_names() -> list[str]:
     return sorted(_registry())
 
 
+def agent_help() -> str:
+    """``name (summary), ...`` of every agent, from each class's ``summary``: the CLI's agent list."""
+    parts = []
+    for name, cls in sorted(_registry().items()):
+        summary = cls.__dict__.get("summary", "")
+        parts.append(f"{name} ({summary})" if summary else name)
+    return ", ".join(parts)
+
+
 def agent_class(name: str) -> type:
     """The agent class for a CLI name; unknown names fail with the nearest valid one."""
     registry = _registry()

@@ -187,6 +187,8 @@ class MetaAgent(ABC):
     #: episodes (MAML, Reptile). ``True``: one more episode of each of the round's independent,
     #: parallel trials (RL²), so the experience behind a scored episode is one trial's.
     rounds_are_trial_episodes: bool = False
+    #: One line for ``metarl train --help`` (each agent sets its own).
+    summary: str = ""
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that sets its own ``name`` is registered as the agent of that name."""
         super().__init_subclass__(**kwargs)

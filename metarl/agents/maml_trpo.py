@@ -91,6 +91,7 @@ class MAMLTRPOConfig(CommonConfig):
 
 class MAMLTRPO(MetaAgent):
     name = "maml-trpo"
+    summary = "MAML with a TRPO meta-update"
     Config = MAMLTRPOConfig
     learned_step_size = False  # Meta-SGD: True, with the step sizes among the meta-parameters
 
@@ -214,4 +215,5 @@ class MultiTaskTRPO(MAMLTRPO):
     """
 
     name = "multitask-trpo"
+    summary = "its multi-task TRPO baseline"
     Config = MultiTaskTRPOConfig

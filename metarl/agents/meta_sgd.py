@@ -43,6 +43,7 @@ class MetaSGDConfig(MAMLTRPOConfig):
 
 class MetaSGD(MAMLTRPO):
     name = "meta-sgd"
+    summary = "MAML with learned per-parameter step sizes"
     Config = MetaSGDConfig
     learned_step_size = True  # the meta-parameters carry alpha: see metarl.core.maml.step_size_key
 

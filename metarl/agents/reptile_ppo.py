@@ -253,6 +253,7 @@ def _unflatten(flat: Tensor, shapes: Mapping[str, torch.Size]) -> Params:
 
 class ReptilePPO(MetaAgent):
     name = "reptile-ppo"
+    summary = "Reptile with inner PPO"
     Config = ReptilePPOConfig
 
     def __new__(cls, config: ReptilePPOConfig, *args: Any, **kwargs: Any) -> ReptilePPO:
@@ -391,6 +392,7 @@ class JointPPO(ReptilePPO):
     """
 
     name = "joint-ppo"
+    summary = "its multi-task PPO baseline"
     Config = JointPPOConfig
 
     def __init__(self, config: ReptilePPOConfig, family: str | TaskFamily, *, seed: int = 0,

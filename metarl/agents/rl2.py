@@ -96,6 +96,7 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
 
 class RL2(MetaAgent):
     name = "rl2"
+    summary = "RL² with policy=gru, lstm or snail"
     rounds_are_trial_episodes = True
     Config = RL2Config
 
