@@ -137,6 +137,21 @@ def test_linear_baseline_advantages_are_normalized_per_task() -> None:
     torch.testing.assert_close(normalize_advantages(adv, mask), adv, atol=1e-5, rtol=0)
 
 
+def test_centering_only_keeps_each_tasks_spread() -> None:
+    """``scale=False`` (MAML's ``inner_advantages: center``): zero mean per task, spreads untouched."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 8, generator=g, dtype=torch.float64) * torch.tensor([0.1, 10.0], dtype=torch.float64).view(2, 1, 1)
+    mask = torch.ones(2, 3, 8, dtype=torch.float64)
+    mask[0, 1, 5:] = 0.0
+    centered = normalize_advantages(x, mask, scale=False)
+    for t in range(2):
+        real = x[t][mask[t] > 0]
+        torch.testing.assert_close(centered[t][mask[t] > 0], real - real.mean())
+    assert torch.all(centered[mask == 0] == 0)
+    spread = [centered[t][mask[t] > 0].std().item() for t in range(2)]
+    assert spread[1] > 50 * spread[0]  # a task with little to gain keeps small advantages
+
+
 def test_episode_weights_give_the_reference_per_episode_means():
     """``"episode"`` weighting (mask scaled by mean length / own length) reproduces the MAML reference
     code's ``weighted_mean`` (per-episode time means, then the mean over episodes) and its

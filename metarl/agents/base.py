@@ -137,7 +137,7 @@ class PolicyActor:
 
 
 def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device,
-               weighting: StepWeighting = "step") -> TaskBatch:
+               weighting: StepWeighting = "step", scale: bool = True) -> TaskBatch:
     """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go.
 
     ``weighting`` is how a task's losses (and the advantage normalization) average its steps:
@@ -145,6 +145,7 @@ def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device
     own steps (the MAML reference code's ``weighted_mean``), so a short episode's steps weigh
     more. Both are carried by the batch's ``mask``: ``"episode"`` scales each episode's real steps
     by ``mean length / its length``, and every masked mean then reduces per episode.
+    ``scale``: advantages centered and scaled to unit std per task (the default), or only centered.
     """
     eps = episodes.to(device)
     adv = linear_baseline_advantages(eps.observations, eps.rewards, eps.mask, gamma=discount, gae_lambda=gae_lambda,
@@ -155,7 +156,7 @@ def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device
         weights = eps.mask * lengths.mean(dim=(-2, -1), keepdim=True) / lengths.clamp(min=1.0)
     elif weighting != "step":
         raise ValueError(f"weighting={weighting!r} is unknown; allowed: step, episode")
-    return TaskBatch(eps.observations, eps.actions, normalize_advantages(adv, weights), weights)
+    return TaskBatch(eps.observations, eps.actions, normalize_advantages(adv, weights, scale=scale), weights)
 
 
 def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None = None) -> dict[str, float]:

@@ -77,6 +77,10 @@ class MAMLTRPOConfig(CommonConfig):
                                   help="inner loss the meta-gradient differentiates: lvc (ProMP's: the same inner step, "
                                        "plus the curvature of sampling) or log_likelihood (the MAML paper's, whose "
                                        "meta-gradient shrinks the std and degrades with training)")
+    inner_advantages: Literal["normalize", "center"] = param(
+        "normalize", choices=["normalize", "center"],
+        help="the inner step's advantages per task: centered and scaled to unit std (the MAML reference code's) or "
+             "only centered (a task whose episodes differ little, e.g. a goal near the start, takes a smaller step)")
     inner_adapts_std: bool = param(True, help="false: the inner step leaves the log-std alone and treats it as a "
                                    "constant, so no second-order term ties the std to the size of the inner step")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
@@ -112,9 +116,11 @@ class MAMLTRPO(MetaAgent):
         actor = PolicyActor(self.policy, params)
         return self.sampler.sample(tasks, actor, episodes, seed=self.next_seed() if seed is None else seed)
 
-    def batch(self, episodes: Episodes):
-        return task_batch(episodes, discount=self.config.discount, gae_lambda=self.config.gae_lambda, device=self.device,
-                          weighting=self.config.step_weighting)
+    def batch(self, episodes: Episodes, *, inner: bool = True) -> TaskBatch:
+        """The task batch of ``episodes``: of an inner step (``inner``) or of the post-update surrogate."""
+        cfg = self.config
+        return task_batch(episodes, discount=cfg.discount, gae_lambda=cfg.gae_lambda, device=self.device,
+                          weighting=cfg.step_weighting, scale=not inner or cfg.inner_advantages == "normalize")
 
     def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
@@ -137,7 +143,7 @@ class MAMLTRPO(MetaAgent):
 
     def objective(self, meta: Mapping[str, torch.Tensor], pre_batches: list[TaskBatch], post: Episodes) -> MamlObjective:
         cfg = self.config
-        return MamlObjective(self.policy, meta, pre_batches, self.batch(post), inner_lr=cfg.inner_lr,
+        return MamlObjective(self.policy, meta, pre_batches, self.batch(post, inner=False), inner_lr=cfg.inner_lr,
                              first_order=cfg.first_order, batched=cfg.batched, frozen=self.frozen,
                              inner_loss=cfg.inner_loss, learned_lr=self.learned_step_size)
 

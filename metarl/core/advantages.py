@@ -9,17 +9,21 @@ from metarl.core.baselines import LinearFeatureBaseline
 from metarl.core.gae import discounted_returns, gae
 
 
-def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8) -> Tensor:
+def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8, scale: bool = True) -> Tensor:
     """Zero mean, unit (population) std per task over ``(episodes, time)``.
 
     Normalizing per task rather than over the meta-batch keeps a task with large
     rewards from drowning out the others in the meta-gradient (garage's center_adv).
-    ``mask`` may be a weight per step (a task batch's ``"episode"`` weighting): the
-    moments are weighted by it, and padding (weight 0) comes out 0.
+    ``scale=False`` only centers, so a task whose episodes differ little keeps small
+    advantages (and a gradient step on them stays small). ``mask`` may be a weight per step
+    (a task batch's ``"episode"`` weighting): the moments are weighted by it, and padding
+    (weight 0) comes out 0.
     """
     mask = mask.to(advantages.dtype)
     count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
     mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
+    if not scale:
+        return (advantages - mean) * (mask > 0).to(advantages.dtype)
     var = ((advantages - mean) ** 2 * mask).sum(dim=(-2, -1), keepdim=True) / count
     return (advantages - mean) / (var.sqrt() + eps) * (mask > 0).to(advantages.dtype)
 
