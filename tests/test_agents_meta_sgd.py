@@ -97,10 +97,3 @@ def test_meta_test_adapts_with_the_learned_step_sizes(tmp_path: Path) -> None:
     agent.close()
     for k in adapted:
         torch.testing.assert_close(doubled[k] - start[k], 2 * (adapted[k] - start[k]), rtol=1e-5, atol=1e-7)
-
-
-def test_structured_fisher_is_refused_for_learned_step_sizes(tmp_path: Path) -> None:
-    from metarl.errors import UsageError
-
-    with pytest.raises(UsageError, match="fisher"):
-        train("meta-sgd", "point-nav", overrides=[*TINY, "fisher=structured"], seed=0, run_dir=tmp_path / "x")

@@ -15,6 +15,7 @@ from metarl.core import (
     autograd_linearization,
     conjugate_gradient,
     module_params,
+    step_size_key,
     trpo_step,
 )
 from metarl.nn import CategoricalMLPPolicy, GaussianMLPPolicy
@@ -44,7 +45,7 @@ def _setup(discrete: bool, steps: int, seed: int = 0) -> tuple[Policy, list[Task
 
 
 CASES = [
-    # (mode, inner loss, inner steps, frozen log-std, first order, discrete)
+    # (mode, inner loss, inner steps, frozen log-std, first order, discrete[, learned step sizes])
     ("vmap", "lvc", 1, False, False, False),
     ("loop", "lvc", 1, False, False, False),
     ("vmap", "log_likelihood", 1, False, False, False),
@@ -55,17 +56,27 @@ CASES = [
     ("loop", "lvc", 0, False, False, False),  # multi-task TRPO: no inner step
     ("vmap", "lvc", 1, False, False, True),
     ("loop", "log_likelihood", 2, False, False, True),
+    # Meta-SGD: a step size per weight among the meta-parameters
+    ("vmap", "lvc", 1, False, False, False, True),
+    ("loop", "lvc", 2, True, False, False, True),
+    ("vmap", "lvc", 1, False, True, False, True),
+    ("loop", "log_likelihood", 1, False, False, True, True),
 ]
 
 
-@pytest.mark.parametrize(("mode", "loss", "steps", "frozen", "first_order", "discrete"), CASES)
+@pytest.mark.parametrize(("mode", "loss", "steps", "frozen", "first_order", "discrete", "learned"),
+                         [(*c, False) if len(c) == 6 else c for c in CASES])
 def test_structured_linearization_equals_double_backward(mode: str, loss: str, steps: int, frozen: bool,
-                                                         first_order: bool, discrete: bool) -> None:
+                                                         first_order: bool, discrete: bool, learned: bool) -> None:
     policy, pres, post = _setup(discrete, steps)
     meta = module_params(policy, detach=True)
     names = frozenset(k for k in meta if k.endswith("log_std")) if frozen else frozenset()
+    if learned:  # step sizes that differ per weight, so the test sees more than a scalar
+        g = torch.Generator().manual_seed(11)
+        meta = {**meta, **{step_size_key(k): 0.1 + 0.4 * torch.rand(v.shape, generator=g, dtype=torch.float64)
+                           for k, v in meta.items() if k not in names}}
     objective = MamlObjective(policy, meta, pres, post, inner_lr=0.3, batched=mode, inner_loss=loss,  # type: ignore[arg-type]
-                              first_order=first_order, frozen=names)
+                              first_order=first_order, frozen=names, learned_lr=learned)
     reference = autograd_linearization(objective, meta, 1e-3)
     structured = objective.linearize(meta, 1e-3)
     assert structured.loss == pytest.approx(reference.loss, rel=1e-12, abs=1e-14)

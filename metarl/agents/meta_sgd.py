@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -34,11 +34,6 @@ from metarl.runs import param
 @dataclass(frozen=True)
 class MetaSGDConfig(MAMLTRPOConfig):
     inner_lr: float = param(0.1, min=0.0, exclusive_min=True, help="initial value of every learned step size alpha")
-    # The structured Fisher product assumes one fixed step size; with alpha learned the TRPO step
-    # differentiates the whole graph.
-    fisher: Literal["autograd"] = param("autograd", choices=["autograd"],
-                                        help="Fisher-vector products by double backward (the only way with learned "
-                                             "step sizes)")
 
 
 class MetaSGD(MAMLTRPO):

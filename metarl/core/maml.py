@@ -130,9 +130,6 @@ class MamlObjective:
         ``trpo_step(..., linearize=objective.linearize)`` (see :mod:`metarl.core.maml_curvature`)."""
         from metarl.core.maml_curvature import linearize_maml
 
-        if self.learned_lr:
-            raise ValueError("the structured linearization takes a fixed inner step size; "
-                             "with learned step sizes use the generic one (fisher: autograd)")
         if set(meta_params) != set(self.snapshot) or not all(
                 torch.equal(meta_params[k], v) for k, v in self.snapshot.items()):
             raise ValueError("linearize is exact only at the meta-parameters the objective was built at "

@@ -26,7 +26,7 @@ Measured on this machine in ``metarl bench maml`` (the autograd path stays selec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -35,11 +35,9 @@ from torch.func import grad, jvp, vjp
 from metarl.core.adaptation import TaskBatch, task_pg_loss
 from metarl.core.checks import check_finite
 from metarl.core.losses import kl_divergence, surrogate_loss
+from metarl.core.maml import MamlObjective, split_step_sizes, step_size_key
 from metarl.core.params import Params, replicate_params
 from metarl.core.trpo import Linearization
-
-if TYPE_CHECKING:  # maml.py imports this module
-    from metarl.core.maml import MamlObjective
 
 ParamsFn = Callable[[Params], Params]
 P = TypeVar("P")
@@ -69,15 +67,22 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
     KL's gradient vanishes), which is where TRPO linearizes.
     """
     policy, lr = objective.policy, objective.inner_lr
-    names = list(meta_params)
+    weights, step_sizes = split_step_sizes(meta_params)
+    learned = objective.learned_lr  # Meta-SGD: a step size per weight, among the meta-parameters
+    names = list(weights)
     tasks = objective.post_batch.num_tasks
-    theta: Params = {k: v.detach().contiguous() for k, v in replicate_params(dict(meta_params), tasks).items()}
+    theta: Params = {k: v.detach().contiguous() for k, v in replicate_params(dict(weights), tasks).items()}
     moving = frozenset(names) - objective.frozen
+    alpha = {n: step_sizes[n].detach() for n in moving} if learned else {}
+
+    def step_size(n: str) -> float | Tensor:
+        return alpha[n] if learned else lr
 
     # the inner steps, keeping each step's inner-loss Hessian-vector product (reverse over reverse).
     # Frozen parameters enter the inner loss as constants (as in ``inner_step``), so each step's
     # Jacobian is I - lr * H_in on the moving parameters and the identity on the frozen ones.
-    hvps: list[ParamsFn] = []
+    hvps: list[ParamsFn | None] = []  # None: first order, the step's gradient is a constant
+    inner_grads: list[Params] = []  # each step's gradient: d theta' / d alpha = -g (learned step sizes)
     for k, batch in enumerate(objective.pre_batches):
         constants = {n: theta[n] for n in names if n not in moving}
 
@@ -90,11 +95,13 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
         start = {n: theta[n] for n in names if n in moving}
         if objective.first_order:
             g = inner_grad(start)
+            hvps.append(None)
         else:
             g, hvp = _vjp(inner_grad, start)
             hvps.append(_only(hvp))
         check_finite(f"inner-loop gradient (step {k})", g)
-        theta = {n: (theta[n] - lr * g[n]).detach() if n in moving else theta[n] for n in names}
+        inner_grads.append({n: v.detach() for n, v in g.items()})
+        theta = {n: (theta[n] - step_size(n) * g[n]).detach() if n in moving else theta[n] for n in names}
     adapted = theta
 
     post = objective.post_batch
@@ -122,28 +129,51 @@ def linearize_maml(objective: MamlObjective, meta_params: Mapping[str, Tensor], 
     loss_grad_out, loss = torch.func.grad_and_value(mean_loss)(out)
     _, kl_hvp = _vjp(grad(mean_kl), out)  # the KL's Hessian in the distribution parameters, at the old policy
 
-    def jac(v: Params, order: list[ParamsFn]) -> Params:
-        """``J v`` per task (``order``: the steps first to last) or ``J^T v`` (last to first)."""
-        for hvp in order:
-            step = hvp({k: v[k] for k in names if k in moving})
-            v = {k: v[k] - lr * step[k] if k in moving else v[k] for k in names}
+    def push(v: Params, v_alpha: Params) -> Params:
+        """``J (v, v_alpha)`` per task, the steps first to last: ``dv' = dv - alpha o H dv - g o dalpha``."""
+        for hvp, g in zip(hvps, inner_grads, strict=True):
+            if hvp is not None:
+                step = hvp({k: v[k] for k in names if k in moving})
+                v = {k: v[k] - step_size(k) * step[k] if k in moving else v[k] for k in names}
+            if learned:
+                v = {k: v[k] - g[k] * v_alpha[k] if k in moving else v[k] for k in names}
         return v
 
-    def meta_sum(per_task: Params) -> Tensor:
-        return torch.cat([per_task[k].sum(0).reshape(-1) for k in names])
+    def pull(w: Params) -> tuple[Params, Params]:
+        """``J^T w`` per task, last step first: the weights' cotangent and the step sizes'."""
+        w_alpha = {k: torch.zeros_like(w[k]) for k in alpha}
+        for hvp, g in reversed(list(zip(hvps, inner_grads, strict=True))):
+            if learned:
+                w_alpha = {k: w_alpha[k] - g[k] * w[k] for k in alpha}
+            if hvp is None:
+                continue
+            if learned:  # (alpha o H)^T w = H (alpha o w): H is symmetric
+                step = hvp({k: alpha[k] * w[k] for k in names if k in moving})
+                w = {k: w[k] - step[k] if k in moving else w[k] for k in names}
+            else:
+                step = hvp({k: w[k] for k in names if k in moving})
+                w = {k: w[k] - lr * step[k] if k in moving else w[k] for k in names}
+        return w, w_alpha
+
+    def meta_sum(w: Params, w_alpha: Params) -> Tensor:
+        """Per-task cotangents summed over tasks, flat in the order of ``meta_params``."""
+        by_key = {**w, **{step_size_key(k): v for k, v in w_alpha.items()}}
+        return torch.cat([by_key[k].sum(0).reshape(-1) for k in meta_params])
 
     grad_out_params = out_vjp(loss_grad_out)[0]
-    flat_grad = meta_sum(jac(grad_out_params, hvps[::-1]))
+    flat_grad = meta_sum(*pull(grad_out_params))
     check_finite("meta-gradient", {"flat": flat_grad}, task_dim=False)
 
-    sizes = [meta_params[k].numel() for k in names]
+    keys = list(meta_params)
+    sizes = [meta_params[k].numel() for k in keys]
 
     def fvp(v: Tensor) -> Tensor:
-        parts = dict(zip(names, torch.split(v, sizes), strict=True))
+        parts = dict(zip(keys, torch.split(v, sizes), strict=True))
         stacked = {k: parts[k].view_as(meta_params[k]).expand(tasks, *meta_params[k].shape) for k in names}
-        u = jac(stacked, hvps)
+        v_alpha = {k: parts[step_size_key(k)].view_as(alpha[k]) for k in alpha}
+        u = push(stacked, v_alpha)
         _, du = _jvp(post_out, adapted, u)
         w = out_vjp(kl_hvp(du)[0])[0]
-        return meta_sum(jac(w, hvps[::-1])) + damping * v
+        return meta_sum(*pull(w)) + damping * v
 
     return Linearization(float(loss), flat_grad, fvp)
