@@ -67,8 +67,10 @@ def process_run(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_evaluate_interrupted(process_run, sig):
+    # 30 rounds: an evaluation far longer than the wait for its workers, so the signal always lands
+    # inside it (3 rounds became short enough, with faster sampling, to finish first)
     code, err, kids = _interrupt_when_workers_run(
-        ["evaluate", "run", "--tasks", "40", "--rounds", "3", "--episodes", "400", "--no-progress", "--out", "ev"],
+        ["evaluate", "run", "--tasks", "40", "--rounds", "30", "--episodes", "400", "--no-progress", "--out", "ev"],
         process_run, sig)
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err
