@@ -25,8 +25,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: int = 2) -> tuple[int, str, list[int]]:
+    # SIGINT back to its default in the child: a shell starts background jobs (`make test &`,
+    # `nohup`) with it ignored, the child would inherit that, and Python then installs no
+    # KeyboardInterrupt handler, so the Ctrl-C under test would do nothing (see conftest.ctrl_c_raises)
     proc = subprocess.Popen([str(METARL), *argv], cwd=cwd, env=user_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     kids: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
