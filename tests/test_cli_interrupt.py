@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from metarl.bench.sampling import cpu_seconds
 from tests.cli_helpers import METARL, metarl, user_env
 from tests.test_sampling_helpers import alive, children
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` from /proc (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: int = 2) -> tuple[int, str, list[int]]:
@@ -37,7 +28,7 @@ def _interrupt_when_workers_run(argv: list[str], cwd: Path, sig: int, workers: i
         kids = children(proc.pid)
         # started and stepping: a Ctrl-C during a worker's start() is dropped by design
         # (metarl/sampling/process.py), so wait until `workers` children have used CPU
-        if sum(_cpu_seconds(k) > 0.5 for k in kids) >= workers:
+        if sum(cpu_seconds(k) > 0.5 for k in kids) >= workers:
             time.sleep(0.5)
             break
         time.sleep(0.1)
