@@ -97,3 +97,4 @@ def test_meta_test_adapts_with_the_learned_step_sizes(tmp_path: Path) -> None:
     agent.close()
     for k in adapted:
         torch.testing.assert_close(doubled[k] - start[k], 2 * (adapted[k] - start[k]), rtol=1e-5, atol=1e-7)
+

@@ -177,3 +177,24 @@ def test_episode_weights_give_the_reference_per_episode_means():
             assert torch.all(normalized[j, lengths[i, j]:] == 0)
     # with a 0/1 mask the weighting changes nothing
     torch.testing.assert_close(normalize_advantages(x[1:], weights[1:]), normalize_advantages(x[1:], mask[1:]))
+
+
+def test_relative_advantages_scale_each_task_by_its_spread_ratio() -> None:
+    """``inner_advantages: relative``: normalized, times ``(reference / spread) ** power`` per task;
+    power 0 is plain normalization, and scaling rewards and reference alike changes nothing."""
+    from metarl.core.advantages import advantage_spread, relative_advantages
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 9, generator=g, dtype=torch.float64) * torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64).view(3, 1, 1)
+    mask = torch.ones(3, 4, 9, dtype=torch.float64)
+    mask[2, 3, 4:] = 0.0
+    centered = normalize_advantages(x, mask, scale=False)
+    spread = advantage_spread(centered, mask).flatten()
+    torch.testing.assert_close(relative_advantages(centered, mask, 1.3, power=0.0), normalize_advantages(x, mask))
+    out = relative_advantages(centered, mask, 2.0, power=1.0)
+    out_spread = advantage_spread(out, mask).flatten()
+    torch.testing.assert_close(out_spread, 2.0 / spread, rtol=1e-6, atol=0)
+    assert out_spread[0] > out_spread[1] > out_spread[2]  # the widest-spread task takes the smallest step
+    torch.testing.assert_close(relative_advantages(10 * centered, mask, 20.0, power=0.5),
+                               relative_advantages(centered, mask, 2.0, power=0.5))
+    assert torch.all(out[mask == 0] == 0)

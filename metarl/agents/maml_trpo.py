@@ -40,8 +40,10 @@ from metarl.core import (
     StepSize,
     TaskBatch,
     adapt,
+    advantage_spread,
     load_params_,
     module_params,
+    relative_advantages,
     replicate_params,
     trpo_step,
 )
@@ -51,6 +53,7 @@ from metarl.runs import ENV_STEPS_KEY, param
 from metarl.sampling import Episodes
 
 FisherMode = Literal["structured", "autograd"]
+InnerAdvantages = Literal["normalize", "center", "relative"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,18 @@ class MAMLTRPOConfig(CommonConfig):
                                   help="inner loss the meta-gradient differentiates: lvc (ProMP's: the same inner step, "
                                        "plus the curvature of sampling) or log_likelihood (the MAML paper's, whose "
                                        "meta-gradient shrinks the std and degrades with training)")
-    inner_advantages: Literal["normalize", "center"] = param(
-        "normalize", choices=["normalize", "center"],
-        help="the inner step's advantages per task: centered and scaled to unit std (the MAML reference code's) or "
-             "only centered (a task whose episodes differ little, e.g. a goal near the start, takes a smaller step)")
+    inner_advantages: InnerAdvantages = param(
+        "normalize", choices=["normalize", "center", "relative"],
+        help="the inner step's advantages per task: centered and scaled to unit std (the MAML reference code's); "
+             "only centered (a task whose episodes differ little takes a smaller step); or relative: normalized, "
+             "then times (typical spread / this task's spread)^relative_power, the typical spread a running "
+             "mean over training tasks kept in the checkpoint (a task whose advantages spread more, e.g. a "
+             "point-nav goal near the start, takes a smaller step)")
+    relative_power: float = param(1.0, min=0.0, help="inner_advantages=relative: the exponent of the step's "
+                                  "spread ratio (0: the same as normalize)")
+    spread_momentum: float = param(0.9, min=0.0, max=1.0, exclusive_max=True,
+                                   help="inner_advantages=relative: the running mean's weight on its past value "
+                                        "per iteration")
     inner_adapts_std: bool = param(True, help="false: the inner step leaves the log-std alone and treats it as a "
                                    "constant, so no second-order term ties the std to the size of the inner step")
     weight_init: WeightInit = param("torch", choices=["torch", "xavier"],
@@ -105,6 +116,8 @@ class MAMLTRPO(MetaAgent):
         self.policy = build_policy(self.family, config.hidden_sizes, config.init_std, config.weight_init).to(self.device)
         std_names = frozenset(k for k, _ in self.policy.named_parameters() if k.endswith("log_std"))
         self.frozen = frozenset() if config.inner_adapts_std else std_names
+        # inner_advantages=relative: the running mean of the training tasks' advantage spreads
+        self.typical_spread: float | None = None
 
     # -- the algorithm --------------------------------------------------------------------
     def initial_params(self, n_tasks: int) -> dict[str, torch.Tensor]:
@@ -116,11 +129,26 @@ class MAMLTRPO(MetaAgent):
         actor = PolicyActor(self.policy, params)
         return self.sampler.sample(tasks, actor, episodes, seed=self.next_seed() if seed is None else seed)
 
-    def batch(self, episodes: Episodes, *, inner: bool = True) -> TaskBatch:
-        """The task batch of ``episodes``: of an inner step (``inner``) or of the post-update surrogate."""
+    def batch(self, episodes: Episodes, *, inner: bool = True, track_spread: bool = False) -> TaskBatch:
+        """The task batch of ``episodes``: of an inner step (``inner``) or of the post-update surrogate.
+
+        ``track_spread``: these are training tasks' pre-update episodes, so they update the running
+        typical spread that ``inner_advantages=relative`` scales by (and meta-test reuses).
+        """
         cfg = self.config
-        return task_batch(episodes, discount=cfg.discount, gae_lambda=cfg.gae_lambda, device=self.device,
-                          weighting=cfg.step_weighting, scale=not inner or cfg.inner_advantages == "normalize")
+        mode = cfg.inner_advantages if inner else "normalize"
+        batch = task_batch(episodes, discount=cfg.discount, gae_lambda=cfg.gae_lambda, device=self.device,
+                           weighting=cfg.step_weighting, scale=mode == "normalize")
+        if mode != "relative":
+            return batch
+        if track_spread or self.typical_spread is None:
+            spread = float(advantage_spread(batch.advantages, batch.mask).mean())
+            if track_spread:
+                m = cfg.spread_momentum
+                self.typical_spread = spread if self.typical_spread is None else m * self.typical_spread + (1 - m) * spread
+        reference = self.typical_spread if self.typical_spread is not None else spread
+        return batch._replace(advantages=relative_advantages(batch.advantages, batch.mask, reference,
+                                                             power=cfg.relative_power))
 
     def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
@@ -158,7 +186,7 @@ class MAMLTRPO(MetaAgent):
             steps += int(episodes.lengths.sum())
             if k == 0:
                 metrics.update(episode_stats(episodes, "pre_"))
-            pre_batches.append(self.batch(episodes))
+            pre_batches.append(self.batch(episodes, track_spread=k == 0))
             params = self.adapt(params, episodes)
         post = self.collect(tasks, params, cfg.episodes_per_task)
         steps += int(post.lengths.sum())
@@ -186,12 +214,17 @@ class MAMLTRPO(MetaAgent):
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
-                "rng": self.rng.bit_generator.state}
+        state: dict[str, Any] = {"policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
+                                 "rng": self.rng.bit_generator.state}
+        if self.typical_spread is not None:
+            state["typical_spread"] = self.typical_spread
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict({k: v.to(self.device) for k, v in state["policy"].items()})
         self.rng.bit_generator.state = state["rng"]
+        spread = state.get("typical_spread")
+        self.typical_spread = None if spread is None else float(spread)
 
 
 class _InnerStepSession:

@@ -40,7 +40,12 @@ from metarl.core.adaptation import (
     resolve_batched,
     task_grads,
 )
-from metarl.core.advantages import linear_baseline_advantages, normalize_advantages
+from metarl.core.advantages import (
+    advantage_spread,
+    linear_baseline_advantages,
+    normalize_advantages,
+    relative_advantages,
+)
 from metarl.core.baselines import LinearFeatureBaseline
 from metarl.core.cg import conjugate_gradient
 from metarl.core.checks import NonFiniteError, check_finite
@@ -68,6 +73,7 @@ from metarl.core.params import (
 from metarl.core.trpo import Linearization, TRPOInfo, autograd_linearization, fisher_vector_product, trpo_step
 
 __all__ = [
+    "advantage_spread",
     "BatchedMode",
     "InnerLoss",
     "AdamState",
@@ -98,6 +104,7 @@ __all__ = [
     "masked_mean",
     "module_params",
     "normalize_advantages",
+    "relative_advantages",
     "pg_loss",
     "ppo_clip_loss",
     "replicate_params",

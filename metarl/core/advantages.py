@@ -9,6 +9,17 @@ from metarl.core.baselines import LinearFeatureBaseline
 from metarl.core.gae import discounted_returns, gae
 
 
+def advantage_spread(advantages: Tensor, mask: Tensor) -> Tensor:
+    """The (population) std of each task's advantages over ``(episodes, time)``, weighted by ``mask``.
+
+    Shape ``[tasks, 1, 1]``, so it broadcasts against the advantages it describes.
+    """
+    mask = mask.to(advantages.dtype)
+    count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
+    mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
+    return (((advantages - mean) ** 2 * mask).sum(dim=(-2, -1), keepdim=True) / count).sqrt()
+
+
 def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8, scale: bool = True) -> Tensor:
     """Zero mean, unit (population) std per task over ``(episodes, time)``.
 
@@ -19,13 +30,28 @@ def normalize_advantages(advantages: Tensor, mask: Tensor, *, eps: float = 1e-8,
     (a task batch's ``"episode"`` weighting): the moments are weighted by it, and padding
     (weight 0) comes out 0.
     """
-    mask = mask.to(advantages.dtype)
-    count = mask.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
-    mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
+    weights = mask.to(advantages.dtype)
+    count = weights.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
+    mean = (advantages * weights).sum(dim=(-2, -1), keepdim=True) / count
+    real = (weights > 0).to(advantages.dtype)
     if not scale:
-        return (advantages - mean) * (mask > 0).to(advantages.dtype)
-    var = ((advantages - mean) ** 2 * mask).sum(dim=(-2, -1), keepdim=True) / count
-    return (advantages - mean) / (var.sqrt() + eps) * (mask > 0).to(advantages.dtype)
+        return (advantages - mean) * real
+    return (advantages - mean) / (advantage_spread(advantages, weights) + eps) * real
+
+
+def relative_advantages(centered: Tensor, mask: Tensor, reference: float | Tensor, *, power: float = 1.0,
+                        eps: float = 1e-8) -> Tensor:
+    """Normalized advantages times ``(reference / spread) ** power`` per task.
+
+    ``centered`` are per-task centered advantages (``normalize_advantages(..., scale=False)``)
+    and ``spread`` their std (:func:`advantage_spread`). A plain normalized step has the same size
+    on every task; this one is smaller on a task whose advantages spread more than the
+    ``reference`` (a typical task's spread), and larger where they spread less. With ``power=0``
+    it is :func:`normalize_advantages`. Invariant to the reward scale when ``reference`` scales
+    with it (MAML-TRPO passes a running mean of the training tasks' spreads).
+    """
+    spread = advantage_spread(centered, mask) + eps
+    return centered / spread * (torch.as_tensor(reference, dtype=centered.dtype) / spread) ** power
 
 
 @torch.no_grad()
