@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     p.add_argument("--seed", type=_seed, default=0, help="seeds the weights, tasks and rollouts")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--sampler", help="rollout backend: serial, process or ray (key sampling.backend)")
+    p.add_argument("--sampler", help="rollout backend: auto, serial, process, ray or tensor (key sampling.backend)")
     p.add_argument("--workers", type=_int_at_least(1, "workers"), help="sampler workers (process/ray)")
     p.add_argument("--ray-address", help="join an existing Ray cluster")
     p.add_argument("--iterations", type=_int_at_least(1, "iterations"), help="total training iterations")

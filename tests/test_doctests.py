@@ -11,6 +11,8 @@ MODULES = [
     "metarl.envs.base",  # TaskFamily
     "metarl.sampling.sampler",  # Sampler
     "metarl.sampling.episodes",  # Episodes
+    "metarl.envs.tensor_env",  # the tensor env contract, with a worked plug-in
+    "metarl.sampling.tensor",  # the device rollout loop
     "metarl.contract",  # the agent contract
     "metarl.fileio",
 ]

@@ -4,7 +4,8 @@ The data flow runs one way (``TaskFamily`` -> ``Sampler`` -> agent -> evaluator,
 machinery beside it and the CLI / API / demo / benchmarks on top), and so do the imports:
 
 * ``metarl.core`` is pure tensor math: it imports no other metarl package;
-* ``metarl.envs`` is the bottom of the data flow (and torch-free): nothing above it;
+* ``metarl.envs`` is the bottom of the data flow: nothing above it (and torch-free, except the
+  tensor envs, imported only when one is built);
 * ``metarl.nn`` (policies) knows nothing of sampling, agents, evaluation or runs;
 * ``metarl.sampling`` and ``metarl.runs`` know nothing of agents or evaluation;
 * agents and evaluation do not import each other, and no agent module imports another,

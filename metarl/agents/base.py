@@ -43,7 +43,9 @@ StepWeighting = Literal["step", "episode"]
 class SamplingConfig:
     """Where rollouts run; stored with the run so a resume collects the same way."""
 
-    backend: str = param("serial", choices=["serial", "process", "ray"], help="rollout backend")
+    backend: str = param("auto", choices=["auto", "serial", "process", "ray", "tensor"],
+                         help="rollout backend: tensor rolls out a family's torch envs on the agent's device "
+                              "(bandit, tabular-mdp, point-nav); auto is tensor where the family has one, else serial")
     workers: int | None = param(None, min=1, help="worker processes / Ray actors (null: one per core)")
     ray_address: str | None = param(None, help="join this Ray cluster (null: start a local one)")
     # 60 s: a worker's batched step covers all its envs plus their auto-resets (a Meta-World reset
@@ -116,8 +118,9 @@ def build_policy(family: TaskFamily, hidden_sizes: Sequence[int], init_std: floa
 class PolicyActor:
     """Adapts an :class:`~metarl.nn.policy.Policy` with optional per-task parameters to the sampler.
 
-    The sampler hands CPU tensors; the policy may live on another device, so
-    observations go over once per step and actions come back once.
+    The gymnasium path hands CPU tensors and the policy may live on another device, so
+    observations go over once per step and actions come back once; on the tensor path
+    (:mod:`metarl.sampling.tensor`) both are on the policy's device and nothing moves.
     """
 
     def __init__(self, policy: Policy, params: Params | None = None, *, deterministic: bool = False) -> None:
@@ -128,9 +131,10 @@ class PolicyActor:
         return None
 
     def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        home = obs.device
         obs = obs.to(self.device, non_blocking=True)
         actions, log_probs = self.policy.act(obs, self.params, deterministic=self.deterministic, generator=generator)
-        return ActorOutput(actions.cpu(), log_probs.cpu(), state, {})
+        return ActorOutput(actions.to(home), log_probs.to(home), state, {})
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
         return state
@@ -210,7 +214,7 @@ class MetaAgent(ABC):
         sampling: SamplingConfig = config.sampling
         self.sampler = make_sampler(self.family_spec, sampling.backend, sampling.workers, sampling.ray_address,
                                     timeout=sampling.step_timeout, env_threads=sampling.env_threads,
-                                    max_envs=sampling.max_envs)
+                                    max_envs=sampling.max_envs, device=self.device)
 
     def warm_start(self, source: str, load: Callable[[dict[str, Tensor]], Any], shape: str) -> None:
         """``init_from``: load another run's network (its checkpoint's ``agent.net``) with ``load``.

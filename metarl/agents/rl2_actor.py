@@ -192,8 +192,9 @@ class RL2Actor:
     The sampler calls :meth:`initial_state` at the start of every batch of
     trials, so memory is reset between trials and carried across the episodes
     within one (the done flag tells the network an episode ended). Sampling
-    happens on CPU with the sampler's generator, so a seed gives the same
-    actions whatever device the network runs on.
+    happens on the device of the sampler's generator (the CPU for gymnasium envs, the
+    device for tensor envs), so on the gymnasium path a seed gives the same actions
+    whatever device the network runs on.
     """
 
     def __init__(self, net: RL2Net, *, deterministic: bool = False) -> None:
@@ -212,7 +213,7 @@ class RL2Actor:
         x = self.net.make_inputs(flat_obs, state.prev_action, state.prev_reward, state.prev_done, state.prev_obs)
         features, memory = self.net.step_features(x, state.memory)
         head = self.net.policy.head
-        out = tuple(o.cpu() for o in head(features))
+        out = tuple(o.to(generator.device) for o in head(features))
         actions = head.sample(out, deterministic=self.deterministic, generator=generator)
         log_probs = head.distribution(out).log_prob(actions)
         return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s),

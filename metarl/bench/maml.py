@@ -6,7 +6,9 @@ Two configurations (64x64 tanh policy, one inner step, the shipped MAML-TRPO def
   the pre- and the post-adaptation batch), measured **before** (the gymnasium envs stepped one by
   one on one core, ``batched=false``: the path every run took before the batched MuJoCo path)
   and **after** (the batched path on every core and the structured update, the defaults), side by side;
-* ``point-nav``, 20 tasks x 20 episodes (its env path did not change: the update's two ways only).
+* ``point-nav``, 20 tasks x 20 episodes: the update's two ways on the gymnasium envs, and the
+  structured update on the device path (``sampling.backend: tensor``, :mod:`metarl.sampling.tensor`),
+  whose ratio to the gymnasium path with the same update is the tensor-env issue's target (>= 3x).
 
 The update is timed both ways: the Fisher-vector products by double backward through the whole
 second-order graph (``fisher: autograd``, the path before) and from the inner loop's structure
@@ -34,15 +36,16 @@ from metarl.bench import add_out_argument, choose, finish
 from metarl.runs import ENV_STEPS_KEY
 from metarl.sampling.backend import available_cores
 
-#: label -> (spec, tasks, episodes per task, [(contender, spec suffix, env_threads, fisher)])
-CASES: dict[str, tuple[str, int, int, list[tuple[str, str, int | None, str]]]] = {
+#: label -> (spec, tasks, episodes per task, [(contender, spec suffix, env_threads, fisher, backend)])
+CASES: dict[str, tuple[str, int, int, list[tuple[str, str, int | None, str, str]]]] = {
     "halfcheetah-vel": ("halfcheetah-vel?horizon=100", 40, 20,
                         [("before: gymnasium envs one by one on 1 core, double-backward FVP", "&batched=false", 1,
-                          "autograd"),
-                         ("batched MuJoCo on all cores, double-backward FVP", "", None, "autograd"),
-                         ("after: batched MuJoCo on all cores, structured FVP", "", None, "structured")]),
-    "point-nav": ("point-nav", 20, 20, [("before: double-backward FVP", "", None, "autograd"),
-                                        ("after: structured FVP", "", None, "structured")]),
+                          "autograd", "serial"),
+                         ("batched MuJoCo on all cores, double-backward FVP", "", None, "autograd", "serial"),
+                         ("after: batched MuJoCo on all cores, structured FVP", "", None, "structured", "serial")]),
+    "point-nav": ("point-nav", 20, 20, [("before: gymnasium envs, double-backward FVP", "", None, "autograd", "serial"),
+                                        ("gymnasium envs, structured FVP", "", None, "structured", "serial"),
+                                        ("after: tensor env, structured FVP", "", None, "structured", "tensor")]),
 }
 QUICK = {"halfcheetah-vel": (2, 2), "point-nav": (2, 2)}
 
@@ -50,12 +53,13 @@ QUICK = {"halfcheetah-vel": (2, 2), "point-nav": (2, 2)}
 class TimedIteration:
     """One MAML-TRPO agent whose sampler calls are timed."""
 
-    def __init__(self, spec: str, tasks: int, episodes: int, env_threads: int | None, fisher: str, seed: int) -> None:
+    def __init__(self, spec: str, tasks: int, episodes: int, env_threads: int | None, fisher: str, seed: int,
+                 backend: str = "serial") -> None:
         from metarl.agents.base import SamplingConfig
         from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 
         config = MAMLTRPOConfig(meta_batch_size=tasks, episodes_per_task=episodes, hidden_sizes=(64, 64),
-                                inner_steps=1, sampling=SamplingConfig(env_threads=env_threads),
+                                inner_steps=1, sampling=SamplingConfig(env_threads=env_threads, backend=backend),
                                 fisher=fisher)  # type: ignore[arg-type]
         self.agent = MAMLTRPO(config, spec, seed=seed)
         self.sampling_s = 0.0
@@ -90,8 +94,8 @@ def bench_case(label: str, repeats: int, quick: bool, seed: int) -> dict[str, An
     if quick:
         tasks, episodes = QUICK[label]
     agents = {name: TimedIteration(spec + (suffix if "?" in spec else suffix.replace("&", "?", 1)), tasks, episodes,
-                                   threads, fisher, seed)
-              for name, suffix, threads, fisher in contenders}
+                                   threads, fisher, seed, backend)
+              for name, suffix, threads, fisher, backend in contenders}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in agents}
     try:
         for name, agent in agents.items():
@@ -135,6 +139,13 @@ def to_markdown(result: dict[str, Any]) -> str:
                          f"{r['update_s']:.2f} | {r['env_steps']:,.0f} | {r['steps_per_s']:,.0f} | "
                          f"{r['sampling_steps_per_s']:,.0f} |")
     for case in result["cases"]:
+        by = {r["contender"]: r for r in case["rows"]}
+        gym_row, tensor_row = by.get("gymnasium envs, structured FVP"), by.get("after: tensor env, structured FVP")
+        if gym_row and tensor_row:
+            speedup = gym_row["seconds"] / tensor_row["seconds"]
+            lines += ["", f"{case['case']}: the tensor env path is {speedup:.2f}x faster per iteration than the gymnasium "
+                      f"path with the same update (target >= 3x: {'met' if speedup >= 3 else 'NOT met'}); sampling "
+                      f"{gym_row['sampling_s'] / tensor_row['sampling_s']:.1f}x faster."]
         if len(case["rows"]) >= 2:
             before, after = case["rows"][0], case["rows"][-1]
             ratio = after["seconds"] / before["seconds"]

@@ -9,10 +9,16 @@ Spec: ``bandit?k=5&n=100`` (k arms, n pulls per trial; defaults k=5, n=10).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from metarl.envs.tensor_env import TensorEnv
 
 from metarl.envs.base import Task, TaskEnv, TaskFamily, require, split_stream
 
@@ -66,3 +72,8 @@ class Bandit(TaskFamily):
 
     def make_env(self, task: Task) -> gym.Env:
         return BanditEnv(task)
+
+    def make_tensor_env(self, tasks: Sequence[Task], device: torch.device) -> TensorEnv:
+        from metarl.envs.tensor_families import BanditTensorEnv
+
+        return BanditTensorEnv(tasks, device)

@@ -21,7 +21,10 @@ import numpy as np
 from metarl.errors import UsageError
 
 if TYPE_CHECKING:
+    import torch
+
     from metarl.envs.env_batch import EnvBatch
+    from metarl.envs.tensor_env import TensorEnv
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -178,6 +181,20 @@ class TaskFamily(ABC):
         from metarl.envs.env_batch import GymEnvBatch
 
         return GymEnvBatch(self)
+
+    def make_tensor_env(self, tasks: Sequence[Task], device: torch.device) -> TensorEnv:
+        """A torch implementation of ``len(tasks)`` env rows on ``device`` (:mod:`metarl.envs.tensor_env`).
+
+        Optional: families whose step is a few tensor operations (bandits, tabular MDPs, point-nav)
+        override it, and ``sampling.backend: auto`` (the default) then rolls them out on the device
+        without a Python ``env.step`` per env. The default has none.
+        """
+        raise NotImplementedError(f"{self.name}: this family has no tensor env; allowed backends: serial, process, ray")
+
+    @property
+    def has_tensor_env(self) -> bool:
+        """Whether :meth:`make_tensor_env` is implemented (overridden) by this family."""
+        return type(self).make_tensor_env is not TaskFamily.make_tensor_env
 
     def describe(self) -> dict[str, Any]:
         """What ``metarl envs`` prints: spaces, horizon and split sizes."""

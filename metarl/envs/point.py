@@ -15,10 +15,16 @@ reference code (tristandeleu/pytorch-maml-rl) does: a square about 27% larger th
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from metarl.envs.tensor_env import TensorEnv
 
 from metarl.envs.base import Task, TaskEnv, TaskFamily, require, split_stream
 
@@ -84,3 +90,8 @@ class PointNav(TaskFamily):
 
     def make_env(self, task: Task) -> gym.Env:
         return PointNavEnv(task, horizon=self.horizon, goal_test=self.goal_test)
+
+    def make_tensor_env(self, tasks: Sequence[Task], device: torch.device) -> TensorEnv:
+        from metarl.envs.tensor_families import PointNavTensorEnv
+
+        return PointNavTensorEnv(tasks, device, box=self.goal_test == "box")

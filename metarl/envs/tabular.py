@@ -11,10 +11,16 @@ Spec: ``tabular-mdp?n=10`` (also ``states``, ``actions``, ``horizon``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from metarl.envs.tensor_env import TensorEnv
 
 from metarl.envs.base import Task, TaskEnv, TaskFamily, require, split_stream
 
@@ -85,3 +91,8 @@ class TabularMDP(TaskFamily):
 
     def make_env(self, task: Task) -> gym.Env:
         return TabularMDPEnv(task, self.states, self.actions, self.horizon)
+
+    def make_tensor_env(self, tasks: Sequence[Task], device: torch.device) -> TensorEnv:
+        from metarl.envs.tensor_families import TabularMDPTensorEnv
+
+        return TabularMDPTensorEnv(tasks, self.states, self.actions, device)

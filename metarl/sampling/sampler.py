@@ -34,7 +34,7 @@ from metarl.sampling.buffers import Layout
 from metarl.sampling.episodes import Episodes, tensor_fields
 from metarl.sampling.errors import SamplerConfigError, SamplerError
 
-BACKENDS = ("serial", "process", "ray")
+BACKENDS = ("serial", "process", "ray", "tensor", "auto")
 _MASK64 = np.uint64(2**64 - 1)
 
 
@@ -300,7 +300,7 @@ class Sampler:
         return Episodes(
             observations=tt(out_obs), actions=tt(out_act), rewards=tt(out_rew), log_probs=tt(out_logp),
             terminated=tt(out_term), truncated=tt(out_trunc), mask=tt(mask), last_observations=tt(out_last),
-            lengths=tt(lengths), returns=tt((out_rew * mask).sum(-1, dtype=np.float32)), success=tt(success),
+            lengths=tt(lengths), returns=tt((out_rew * mask).sum(-1, dtype=np.float64).astype(np.float32)), success=tt(success),
             tasks=tuple(tasks), agent_info={k: tt(v) for k, v in out_info.items()},
             episodes_per_trial=E, seed=seed, reports_success=reports_success)
 
@@ -355,16 +355,20 @@ def _check_workers(backend: str, workers: int | None) -> None:
         return
     if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
         raise SamplerConfigError(f"workers={workers!r} is invalid; allowed: an integer >= 1 (or None: one per core)")
-    if backend == "serial" and workers != 1:
-        raise SamplerConfigError(f"workers={workers} with backend='serial', which runs in-process; allowed: "
+    if backend in ("serial", "tensor") and workers != 1:
+        raise SamplerConfigError(f"workers={workers} with backend={backend!r}, which runs in-process; allowed: "
                                  "workers=1 or None, or backend='process'/'ray' for parallel workers")
 
 
 def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int | None = None,
                  ray_address: str | None = None, *, max_episode_steps: int | None = None,
                  timeout: float | None = None, start_method: str = "spawn", env_threads: int | None = None,
-                 max_envs: int | None = None) -> Sampler:
-    """Build a sampler for ``family`` on ``backend`` (``serial``, ``process`` or ``ray``).
+                 max_envs: int | None = None, device: str | torch.device = "cpu") -> Sampler:
+    """Build a sampler for ``family`` on ``backend`` (``serial``, ``process``, ``ray``, ``tensor`` or ``auto``).
+
+    ``tensor`` rolls out the family's tensor env (:mod:`metarl.envs.tensor_env`) on ``device``,
+    beside the policy (:class:`~metarl.sampling.tensor.TensorSampler`); ``auto`` is ``tensor``
+    for a family that has one (bandits, tabular MDPs, point-nav) and ``serial`` otherwise.
 
     ``workers``: worker processes (``process``, default one per core) or Ray
     actors (``ray``, default one per cluster CPU). ``ray_address`` joins an
@@ -384,6 +388,10 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     """
     if backend not in BACKENDS:
         raise SamplerConfigError(f"backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    fam = make_family(family) if isinstance(family, str) else family
+    spec = family if isinstance(family, str) else fam.name
+    if backend == "auto":
+        backend = "tensor" if fam.has_tensor_env else "serial"
     _check_workers(backend, workers)
     if ray_address is not None and backend != "ray":
         raise SamplerConfigError(f"ray_address={ray_address!r} given with backend={backend!r}; "
@@ -398,8 +406,14 @@ def make_sampler(family: str | TaskFamily, backend: str = "serial", workers: int
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not (timeout > 0 and math.isfinite(timeout))):
         raise SamplerConfigError(f"timeout={timeout!r} is invalid; allowed: seconds > 0, or None")
-    fam = make_family(family) if isinstance(family, str) else family
-    spec = family if isinstance(family, str) else fam.name
+    if backend == "tensor":
+        if not fam.has_tensor_env:
+            raise SamplerConfigError(f"backend='tensor': family {fam.name!r} has no tensor env; allowed: a family "
+                                     "with one (bandit, tabular-mdp, point-nav, or a plug-in's make_tensor_env), "
+                                     "or backend serial, process, ray")
+        from metarl.sampling.tensor import TensorSampler
+
+        return TensorSampler(fam, torch.device(device), max_episode_steps, max_envs)
     if backend != "serial" and not isinstance(family, str) and type(make_family(spec)) is not type(fam):
         raise SamplerConfigError(f"family {fam.name!r} cannot be rebuilt from its name in a worker; "
                                  "pass the family spec string instead")
