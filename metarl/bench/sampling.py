@@ -13,7 +13,10 @@ cost is left out and what is compared is env stepping):
 * **metarl serial, 1 core** / **all cores**: ``make_sampler(backend="serial")`` with
   ``env_threads=1`` / every core (the batched MuJoCo families step their physics on threads);
 * **metarl process xN**: one worker process per core;
-* **metarl ray xN** (unless ``--no-ray``).
+* **metarl ray xN** (unless ``--no-ray``);
+* **metarl tensor, cpu**: (families with a tensor env: point-nav, bandits, tabular MDPs)
+  ``make_sampler(backend="tensor")``, the device rollout loop of :mod:`metarl.sampling.tensor`,
+  here on the CPU; its ratio to ``metarl serial, 1 core`` is the device path's gain on env stepping.
 
 Every row shows its rate against the stock loop and against the physics rate on the same number
 of cores. Measurements are interleaved (each repeat runs every contender once, order rotated)
@@ -35,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -48,9 +52,10 @@ from metarl.sampling.backend import available_cores
 #: and at 200 (a MAML/ProMP meta-batch is 40 tasks x 20 episodes, so hundreds of envs is the
 #: usual case); the ML10 row samples its tasks class-balanced, one per class.
 FULL = {"halfcheetah-vel": [(10, 4), (20, 10)], "ant-goal": [(10, 4), (20, 10)], "ml1-reach": [(10, 2)],
-        "ml1-pick-place": [(10, 2)], "ml10": [(10, 4)], "point-nav": [(10, 8)]}
+        "ml1-pick-place": [(10, 2)], "ml10": [(10, 4)], "point-nav": [(10, 8), (20, 20)],
+        "bandit?k=5&n=100": [(32, 400)], "tabular-mdp?n=10": [(32, 40)]}
 QUICK = {"halfcheetah-vel": [(2, 2)], "ant-goal": [(2, 2)], "ml1-reach": [(2, 1)], "ml1-pick-place": [(2, 1)],
-         "ml10": [(2, 1)], "point-nav": [(2, 2)]}
+         "ml10": [(2, 1)], "point-nav": [(2, 2)], "bandit?k=5&n=100": [(4, 20)], "tabular-mdp?n=10": [(4, 4)]}
 LOCOMOTION = ("halfcheetah-vel", "ant-goal")
 METAWORLD = ("ml1-reach", "ml1-pick-place", "ml10")
 
@@ -82,18 +87,24 @@ def machine() -> dict[str, Any]:
 
 
 class RandomActor:
-    """Uniform random actions in [-1, 1] from the sampler's generator: env stepping, not a policy."""
+    """Uniform random actions from the sampler's generator: env stepping, not a policy.
 
-    def __init__(self, act_dim: int) -> None:
-        self.act_dim = act_dim
+    In [-1, 1] per dimension for a ``Box`` (``act_dim``), uniform arms for ``Discrete(n_actions)``.
+    """
+
+    def __init__(self, act_dim: int, n_actions: int | None = None) -> None:
+        self.act_dim, self.n_actions = act_dim, n_actions
 
     def initial_state(self, n_tasks: int, n_slots: int) -> None:
         return None
 
     def act(self, obs: torch.Tensor, state: None, episode_start: torch.Tensor, generator: torch.Generator):
         T, S = obs.shape[:2]
-        actions = torch.rand(T, S, self.act_dim, generator=generator) * 2 - 1
-        return ActorOutput(actions, torch.zeros(T, S), None, {})
+        if self.n_actions is not None:
+            arms = torch.randint(self.n_actions, (T, S), generator=generator, device=generator.device)
+            return ActorOutput(arms, torch.zeros(T, S, device=generator.device), None, {})
+        actions = torch.rand(T, S, self.act_dim, generator=generator, device=generator.device) * 2 - 1
+        return ActorOutput(actions, torch.zeros(T, S, device=generator.device), None, {})
 
     def observe(self, state: None, actions, rewards, dones) -> None:
         return None
@@ -119,12 +130,16 @@ def stock_envs(spec: str, tasks: Sequence[Task], eps: int) -> list[Any]:
 def stock_loop(envs: list[Any], horizon: int, seed: int) -> Callable[[], int]:
     """Every env steps ``horizon`` times with random actions; an env whose episode ends is reset."""
     rng = np.random.default_rng(seed)
-    shape = envs[0].action_space.shape
+    space = envs[0].action_space
+    shape = space.shape
 
     def run() -> int:
         for i, env in enumerate(envs):
             env.reset(seed=seed + i)
-        actions = rng.uniform(-1, 1, size=(horizon, len(envs), *shape)).astype(np.float32)
+        if isinstance(space, gym.spaces.Discrete):
+            actions = rng.integers(int(space.n), size=(horizon, len(envs)))
+        else:
+            actions = rng.uniform(-1, 1, size=(horizon, len(envs), *shape)).astype(np.float32)
         for t in range(horizon):
             for i, env in enumerate(envs):
                 _, _, term, trunc, _ = env.step(actions[t, i])
@@ -205,7 +220,8 @@ def rollout_loop(envs: list[Any], horizon: int, threads: int) -> Callable[[], in
 
 def sampler_run(spec: str, tasks: Sequence[Task], eps: int, horizon: int, seed: int, **kwargs: Any):
     sampler = make_sampler(spec, max_episode_steps=horizon, **kwargs)
-    actor = RandomActor(int(np.prod(sampler.family.action_space.shape)))
+    space = sampler.family.action_space
+    actor = RandomActor(int(np.prod(space.shape)), int(space.n) if isinstance(space, gym.spaces.Discrete) else None)
 
     def run() -> int:
         return sampler.sample(tasks, actor, eps, seed=seed).n_steps
@@ -220,7 +236,7 @@ def bench_family(spec: str, n_tasks: int, eps: int, repeats: int, seed: int, mw_
     horizon = min(family.horizon, mw_horizon) if spec in METAWORLD else family.horizon
     tasks = family.sample(n_tasks, np.random.default_rng(seed))
     envs = stock_envs(spec, tasks, eps)
-    mujoco_family = spec != "point-nav"
+    mujoco_family = spec in LOCOMOTION or spec in METAWORLD
     runs: dict[str, tuple[Callable[[], int], int]] = {"stock loop": (stock_loop(envs, horizon, seed), 1)}
     if mujoco_family:
         runs["physics, 1 core"] = (physics_loop(envs, horizon, 1, seed), 1)
@@ -233,6 +249,8 @@ def bench_family(spec: str, n_tasks: int, eps: int, repeats: int, seed: int, mw_
     contenders.append((f"metarl process x{cores}", cores, {"backend": "process", "workers": cores}))
     if ray:
         contenders.append((f"metarl ray x{cores}", cores, {"backend": "ray", "workers": cores}))
+    if family.has_tensor_env:
+        contenders.append(("metarl tensor, cpu", 1, {"backend": "tensor"}))
     samplers = []
     try:
         for label, used, kwargs in contenders:
@@ -281,6 +299,10 @@ def targets(families: list[dict[str, Any]]) -> list[str]:
             out.append(f"{r['family']}, {r['envs']} envs: {best['contender']} = {xs:.2f}x the stock loop (target >= 2: "
                        f"{'met' if xs >= 2 else 'NOT met'}), {xp:.2f}x physics on {cores} cores "
                        f"(target >= 0.7: {'met' if xp >= 0.7 else 'NOT met'})")
+        if "metarl tensor, cpu" in rate:
+            gain = rate["metarl tensor, cpu"]["steps_per_s"] / rate["metarl serial, 1 core"]["steps_per_s"]
+            out.append(f"{r['family']}, {r['envs']} envs: the tensor env path = {gain:.1f}x metarl serial on one core "
+                       f"(env stepping with random actions; the policy's cost is left out)")
         if r["family"] == "ml10":
             serial, proc = rate["metarl serial, 1 core"], rate[f"metarl process x{cores}"]
             out.append(f"ML10 train mix: metarl serial = {serial['x_stock']:.2f}x stock on one core (target >= 1.8: "
