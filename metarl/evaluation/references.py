@@ -12,6 +12,9 @@ random numbers): differences between methods are mostly the methods.
 * ``ucb1`` (Auer et al. 2002): pull every arm once, then the arm maximising
   ``mean + sqrt(2 ln t / pulls)``; bandits only;
 * ``thompson``: Thompson sampling with a Beta(1, 1) prior per arm; bandits only;
+* ``gittins``: the arm of largest finite-horizon Gittins index (:mod:`metarl.evaluation.gittins`)
+  for its Beta(1, 1) posterior and the pulls left in the trial, the RL² paper's strongest
+  bandit baseline; bandits only;
 * ``greedy`` (tabular MDPs): certainty equivalence, the paper's "Greedy": plan the rest of the
   episode in the posterior-mean MDP, re-planned after every step;
 * ``psrl`` (tabular MDPs; Osband et al. 2013): posterior sampling, one MDP drawn from the
@@ -42,6 +45,7 @@ from metarl.envs.bandit import Bandit
 from metarl.envs.tabular import TabularMDP
 from metarl.evaluation.actors import UniformActor
 from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_curves
+from metarl.evaluation.gittins import gittins_indices
 from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired, trial_totals
 from metarl.sampling import make_sampler
@@ -49,7 +53,8 @@ from metarl.sampling.actor import ActorOutput
 from metarl.sampling.episodes import trial_returns, trial_rounds
 from metarl.sampling.errors import DEFAULT_STEP_TIMEOUT
 
-__all__ = ["REFERENCES", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run", "reference_rows",
+__all__ = ["REFERENCES", "GittinsActor", "ThompsonActor", "UCB1Actor", "UniformActor", "available", "compare_run",
+           "reference_rows",
            "score", "total_per_trial"]
 
 
@@ -103,6 +108,31 @@ class ThompsonActor(_ArmCounts):
             state["rng"] = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
         pulls, wins = state["pulls"], state["wins"]
         return state["rng"].beta(1.0 + wins, 1.0 + pulls - wins).argmax(axis=1).astype(np.int64)
+
+
+class GittinsActor(_ArmCounts):
+    """The largest Gittins index (:func:`~metarl.evaluation.gittins.gittins_indices`): undiscounted, the
+    pulls left in the trial as the horizon, Beta(1, 1) priors. Deterministic given the rewards seen; ties go
+    to the lowest arm. Indices are cached by (successes, failures, pulls left), since trials revisit them.
+    """
+
+    def __init__(self, n_arms: int, trial_pulls: int) -> None:
+        super().__init__(n_arms)
+        self.trial_pulls = trial_pulls
+        self.cache: dict[tuple[int, int, int], float] = {}
+
+    def choose(self, state: dict[str, Any], generator: torch.Generator) -> np.ndarray:
+        pulls, wins = state["pulls"], state["wins"]
+        left = self.trial_pulls - pulls.sum(axis=1, keepdims=True).astype(np.int64)
+        keys = np.stack(np.broadcast_arrays(wins.astype(np.int64), (pulls - wins).astype(np.int64), left), -1)
+        flat = keys.reshape(-1, 3)
+        missing = {tuple(k) for k in np.unique(flat, axis=0).tolist()} - self.cache.keys()
+        for m in {k[2] for k in missing}:
+            todo = np.array([k for k in missing if k[2] == m])
+            values = gittins_indices(1.0 + todo[:, 0], 1.0 + todo[:, 1], max(int(m), 1))
+            self.cache.update(zip(map(tuple, todo.tolist()), values.tolist(), strict=True))
+        index = np.array([self.cache[k] for k in map(tuple, flat.tolist())]).reshape(pulls.shape)
+        return index.argmax(axis=1).astype(np.int64)
 
 
 class _MDPPosterior:
@@ -187,20 +217,22 @@ class PSRLActor(_MDPPosterior):
         return state["plan"][rows, state["step"], state["state"]]
 
 
-ActorFactory = Callable[[TaskFamily], Any]
+#: A reference's actor from the family and the episodes per trial it is scored on.
+ActorFactory = Callable[[TaskFamily, int], Any]
 REFERENCES: dict[str, ActorFactory] = {
-    "random": lambda family: UniformActor(family.action_space),
-    "ucb1": lambda family: UCB1Actor(family.k),
-    "thompson": lambda family: ThompsonActor(family.k),
-    "greedy": lambda family: GreedyMDPActor(family),
-    "psrl": lambda family: PSRLActor(family),
+    "random": lambda family, trial: UniformActor(family.action_space),
+    "ucb1": lambda family, trial: UCB1Actor(family.k),
+    "thompson": lambda family, trial: ThompsonActor(family.k),
+    "gittins": lambda family, trial: GittinsActor(family.k, trial),
+    "greedy": lambda family, trial: GreedyMDPActor(family),
+    "psrl": lambda family, trial: PSRLActor(family),
 }
 
 
 def available(family: TaskFamily) -> list[str]:
     """References that make sense for ``family``: bandit algorithms on bandits, MDP learners on tabular MDPs."""
     if isinstance(family, Bandit):
-        return ["random", "ucb1", "thompson"]
+        return ["random", "ucb1", "thompson", "gittins"]
     if isinstance(family, TabularMDP):
         return ["random", "greedy", "psrl"]
     return ["random"]
@@ -215,8 +247,8 @@ def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, ro
     """
     if method not in available(family):
         raise ValueError(f"reference {method!r} does not apply to {family.name}; allowed: {', '.join(available(family))}")
-    actor = REFERENCES[method](family)
     e = rounds + 1
+    actor = REFERENCES[method](family, e)
     with make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT) as sampler:
         episodes = sampler.sample(tasks, actor, episodes_per_round * e, episodes_per_trial=e, seed=seed)
     rows = rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed,
