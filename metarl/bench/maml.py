@@ -54,14 +54,15 @@ class TimedIteration:
     """One MAML-TRPO agent whose sampler calls are timed."""
 
     def __init__(self, spec: str, tasks: int, episodes: int, env_threads: int | None, fisher: str, seed: int,
-                 backend: str = "serial") -> None:
+                 backend: str = "serial", device: str = "cpu") -> None:
         from metarl.agents.base import SamplingConfig
         from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
 
         config = MAMLTRPOConfig(meta_batch_size=tasks, episodes_per_task=episodes, hidden_sizes=(64, 64),
                                 inner_steps=1, sampling=SamplingConfig(env_threads=env_threads, backend=backend),
                                 fisher=fisher)  # type: ignore[arg-type]
-        self.agent = MAMLTRPO(config, spec, seed=seed)
+        self.agent = MAMLTRPO(config, spec, seed=seed, device=device)
+        self.device = torch.device(device)
         self.sampling_s = 0.0
         sample = self.agent.sampler.sample
 
@@ -79,6 +80,8 @@ class TimedIteration:
         self.sampling_s = 0.0
         t0 = time.perf_counter()
         metrics = self.agent.train_iteration(self.it)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
         total = time.perf_counter() - t0
         self.it += 1
         steps = float(metrics[ENV_STEPS_KEY])

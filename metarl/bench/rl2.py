@@ -48,18 +48,20 @@ def machine() -> dict[str, Any]:
 
 
 def bench_one(spec: str, policy: str, tasks: int, trials: int, episodes: int, repeats: int,
-              backend: str = "serial") -> dict[str, Any]:
+              backend: str = "serial", device: str = "cpu") -> dict[str, Any]:
     cfg = RL2Config(policy=policy, meta_batch_size=tasks, trials_per_task=trials, trial_episodes=episodes,
                     trainer=TrainerConfig(iterations=1), sampling=SamplingConfig(backend=backend))
-    agent = RL2(cfg, spec, seed=0)
+    agent = RL2(cfg, spec, seed=0, device=device)
     collect_s, update_s, steps = [], [], 0
     try:
         for r in range(repeats + 1):  # the first round warms up envs and allocator
             batch = agent.family.sample(tasks, agent.rng, split="train")
             t0 = time.perf_counter()
             episodes_ = agent.collect(batch, trials, episodes, seed=r)
+            _synchronize(device)
             t1 = time.perf_counter()
             agent.update(episodes_)
+            _synchronize(device)
             t2 = time.perf_counter()
             steps = episodes_.n_steps
             if r:
@@ -68,10 +70,16 @@ def bench_one(spec: str, policy: str, tasks: int, trials: int, episodes: int, re
     finally:
         agent.close()
     c, u = statistics.median(collect_s), statistics.median(update_s)
-    return {"family": spec, "policy": policy, "backend": backend, "tasks": tasks, "trials_per_task": trials,
+    return {"family": spec, "policy": policy, "backend": backend, "device": device, "tasks": tasks, "trials_per_task": trials,
             "episodes_per_trial": episodes,
             "steps_per_iteration": steps, "collect_s": c, "update_s": u, "collect_steps_per_s": steps / c,
             "update_steps_per_s": steps / u, "trial_steps_per_s": steps / (c + u), "repeats": repeats}
+
+
+def _synchronize(device: str) -> None:
+    """Wait for queued device work, so a timer reads finished work (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def to_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
