@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import Tensor
 
 from metarl.envs import Task, TaskFamily, make_family
@@ -239,17 +240,19 @@ def available(family: TaskFamily) -> list[str]:
 
 
 def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, rounds: int, episodes_per_round: int,
-                   seed: int, run: str | None = None) -> tuple[float, list[CurveRow]]:
+                   seed: int, run: str | None = None, backend: str = "auto") -> tuple[float, list[CurveRow]]:
     """Mean total reward per trial of ``method`` and its curve rows (round k = episode k of the trial).
 
     Same layout and seed as ``RL2.meta_test(tasks, rounds, episodes_per_round, seed)``:
-    ``episodes_per_round`` parallel trials of ``rounds + 1`` episodes per task.
+    ``episodes_per_round`` parallel trials of ``rounds + 1`` episodes per task. ``backend``: the
+    sampler backend, which should be the agent's (``auto``, the agents' default, is the tensor path
+    on bandits and tabular MDPs): the random numbers of the envs then coincide with the agent's.
     """
     if method not in available(family):
         raise ValueError(f"reference {method!r} does not apply to {family.name}; allowed: {', '.join(available(family))}")
     e = rounds + 1
     actor = REFERENCES[method](family, e)
-    with make_sampler(family, "serial", timeout=DEFAULT_STEP_TIMEOUT) as sampler:
+    with make_sampler(family, backend, timeout=DEFAULT_STEP_TIMEOUT) as sampler:
         episodes = sampler.sample(tasks, actor, episodes_per_round * e, episodes_per_trial=e, seed=seed)
     rows = rows_from_rounds(method, run or f"{method}-seed{seed}", family.full_name, tasks[0].split, seed,
                             trial_rounds(episodes), parallel_trials=True)
@@ -257,7 +260,7 @@ def reference_rows(family: TaskFamily, tasks: Sequence[Task], method: str, *, ro
 
 
 def score(spec: str, *, n_tasks: int = 100, trials: int = 4, seeds: Sequence[int] = (0,), split: str = "test",
-          trial_episodes: int | None = None, methods: Sequence[str] | None = None
+          trial_episodes: int | None = None, methods: Sequence[str] | None = None, backend: str = "auto"
           ) -> tuple[dict[str, float], list[CurveRow]]:
     """Mean total trial reward of each reference on the tasks ``metarl evaluate`` draws (same seeds)."""
     family = make_family(spec)
@@ -267,7 +270,8 @@ def score(spec: str, *, n_tasks: int = 100, trials: int = 4, seeds: Sequence[int
     for seed in seeds:
         tasks = family.sample(n_tasks, rng=seed, split=split)
         for method in methods or available(family):
-            total, r = reference_rows(family, tasks, method, rounds=e - 1, episodes_per_round=trials, seed=seed)
+            total, r = reference_rows(family, tasks, method, rounds=e - 1, episodes_per_round=trials, seed=seed,
+                                      backend=backend)
             totals.setdefault(method, []).append(total)
             rows += r
     return {m: float(np.mean(v)) for m, v in totals.items()}, rows
@@ -295,13 +299,23 @@ def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[Curve
     return paired(diffs)._asdict()
 
 
+def _run_backend(run_dir: Path) -> str:
+    """The sampler backend a run recorded (runs from before ``auto`` existed ran ``serial``)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return "serial"
+    recorded = yaml.safe_load(config.read_text()) or {}
+    return str(((recorded.get("config") or {}).get("sampling") or {}).get("backend", "serial"))
+
+
 def compare_run(run_dir: Path) -> dict[str, Any]:
     """References on exactly the tasks/seeds/trials of a run's ``eval/curves.json``, written beside it."""
     curves = read_curves(run_dir / "eval")
     meta = curves.meta
     agent = meta.get("agent", "rl2")
     totals, rows = score(meta["family"], n_tasks=int(meta["n_tasks"]), trials=int(meta["episodes_per_round"]),
-                         seeds=meta["seeds"], split=meta.get("split", "test"), trial_episodes=int(meta["rounds"]) + 1)
+                         seeds=meta["seeds"], split=meta.get("split", "test"), trial_episodes=int(meta["rounds"]) + 1,
+                         backend=_run_backend(run_dir))
     write_curves(rows, run_dir / "eval" / "references", curve_meta(meta["family"], references=list(totals),
                                                                    split=meta.get("split", "test")))
     return {"run": run_dir.name, "family": meta["family"], "tasks": meta["n_tasks"], "seeds": meta["seeds"],
