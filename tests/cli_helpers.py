@@ -30,6 +30,9 @@ TINY: dict[str, tuple[str, list[str]]] = {
                                     "minibatches=1"]),
     "rl2-snail": ("bandit?k=2&n=3", ["policy=snail", "meta_batch_size=2", "trials_per_task=2", "snail_embed=8",
                                      "snail_filters=8", "snail_key_size=8", "snail_value_size=8", "minibatches=1"]),
+    "pearl": ("point-nav", ["train_tasks=4", "initial_episodes=1", "tasks_per_iteration=2", "prior_episodes=1",
+                            "extra_posterior_episodes=1", "gradient_steps=3", "meta_batch_size=2", "batch_size=16",
+                            "context_size=8", "hidden_sizes=[8]", "encoder_hidden_sizes=[8]"]),
 }
 QUIET = ["--no-progress", "--set", "trainer.stdout=false", "--set", "trainer.tensorboard=true"]
 

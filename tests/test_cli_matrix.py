@@ -1,7 +1,7 @@
 """Every verb works for every agent, through the installed console script, as a user runs it.
 
 For each agent (MAML-TRPO, multi-task TRPO, Meta-SGD, Reptile-PPO, joint PPO, RL² with a GRU, an LSTM
-and SNAIL): train one iteration, resume to two, evaluate, plot; each step must exit 0 and produce its files.
+and SNAIL, PEARL): train one iteration, resume to two, evaluate, plot; each step must exit 0 and produce its files.
 """
 
 from __future__ import annotations

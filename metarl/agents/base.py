@@ -140,6 +140,17 @@ class PolicyActor:
         return state
 
 
+def to_cpu(obj: Any) -> Any:
+    """Optimizer state (nested dicts and lists) with every tensor on CPU, so checkpoints load on any device."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    return obj
+
+
 def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device,
                weighting: StepWeighting = "step", scale: bool = True) -> TaskBatch:
     """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go.

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims
+from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
 from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials
 from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
@@ -232,7 +232,7 @@ class RL2(MetaAgent):
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                "optimizer": _to_cpu(self.optimizer.state_dict()),
+                "optimizer": to_cpu(self.optimizer.state_dict()),
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -256,17 +256,6 @@ def _detach(state: Any) -> Any:
     if state is None or isinstance(state, torch.Tensor):
         return None if state is None else state.detach()
     return tuple(s.detach() for s in state)
-
-
-def _to_cpu(obj: Any) -> Any:
-    """Optimizer state with every tensor on CPU, so checkpoints load on any device."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
 
 
 def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:

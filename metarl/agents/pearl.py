@@ -1,0 +1,361 @@
+"""PEARL (Rakelly et al. 2019, "Efficient Off-Policy Meta-Reinforcement Learning via Probabilistic Context
+Variables"): a context encoder infers the task, and soft actor-critic acts on its belief.
+
+Algorithm 1 (meta-training), as below; the data-collection schedule is the authors' code's:
+
+    require: training tasks {T_i} ~ p(T), replay buffers B_i and encoder buffers E_i per task
+    collect `initial_episodes` per training task with z ~ prior                  # before iteration 0
+    while not done:
+        for `tasks_per_iteration` training tasks T_i:                            # data collection
+            E_i <- {}
+            collect `prior_episodes` with z ~ r(z) = N(0, I); add to B_i and E_i
+            collect `posterior_episodes` with z ~ q(z | c ~ E_i); add to B_i and E_i
+            collect `extra_posterior_episodes` with z ~ q(z | c ~ E_i); add to B_i only
+        repeat `gradient_steps` times, on a meta-batch of training tasks:        # one batched computation
+            context c_i ~ E_i, transitions b_i ~ B_i, z_i ~ q(z | c_i)  (reparameterized)
+            phi, Q   <- grad of  sum_i L_critic(b_i, z_i) + kl_weight * KL(q(z | c_i) || r(z))
+            pi       <- grad of  sum_i L_actor(b_i, stop_gradient(z_i))
+            alpha    <- grad of the temperature loss (``alpha: auto``), targets <- Polyak average
+
+Algorithm 2 (meta-test) is posterior sampling. Round 0 acts with z drawn from the prior. After each
+round, every transition gathered on the task so far joins its context, and the next round acts
+with z drawn from the updated posterior (:class:`_PosteriorSession`). The same session drives
+metarl's evaluator and Meta-World's.
+
+The pieces are shared: the encoder and its product of Gaussians (:mod:`metarl.nn.context_encoder`),
+the SAC networks (:mod:`metarl.nn.sac`), the SAC losses (:mod:`metarl.core.sac`), and the per-task
+replay buffers (:mod:`metarl.sampling.replay`). Each gradient step handles all the meta-batch's tasks
+at once: every network sees ``[tasks * batch]`` rows, and each task's latent is repeated along its
+batch (``tests/test_agents_pearl.py`` checks that this equals the per-task loop).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
+from metarl.core.sac import actor_loss, critic_loss, polyak_update_, soft_target, temperature_loss
+from metarl.envs import Task, TaskFamily
+from metarl.nn.context_encoder import ContextEncoder, kl_to_standard_normal
+from metarl.nn.sac import QNetwork, TanhGaussianActor
+from metarl.runs import ENV_STEPS_KEY, ConfigError, param
+from metarl.sampling import Episodes
+from metarl.sampling.actor import ActorOutput
+from metarl.sampling.replay import TaskReplay, Transitions, episode_transitions
+
+
+@dataclass(frozen=True)
+class PEARLConfig(CommonConfig):
+    train_tasks: int = param(100, min=1, help="fixed training tasks drawn once from the train split (the paper's 100)")
+    initial_episodes: int = param(10, min=0, help="prior-sampled episodes per training task before training")
+    tasks_per_iteration: int = param(5, min=1, help="training tasks collected on per iteration")
+    prior_episodes: int = param(2, min=0, help="per collected task: episodes with z from the prior (both buffers)")
+    posterior_episodes: int = param(0, min=0, help="per collected task: episodes with z from the posterior "
+                                    "(both buffers)")
+    extra_posterior_episodes: int = param(3, min=0, help="per collected task: episodes with z from the posterior "
+                                          "(replay buffer only)")
+    gradient_steps: int = param(2000, min=1, help="gradient steps per iteration")
+    meta_batch_size: int = param(16, min=1, help="training tasks per gradient step")
+    batch_size: int = param(256, min=1, help="RL transitions per task per gradient step")
+    context_size: int = param(100, min=1, help="context transitions per task per gradient step")
+    latent_dim: int = param(5, min=1, help="size of the latent task variable z")
+    hidden_sizes: tuple[int, ...] = param((300, 300, 300), min=1, help="actor and critic hidden layers")
+    encoder_hidden_sizes: tuple[int, ...] = param((200, 200, 200), min=1, help="context encoder hidden layers")
+    lr: float = param(3e-4, min=0.0, exclusive_min=True, help="Adam step size of every network")
+    discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma")
+    reward_scale: float = param(5.0, min=0.0, exclusive_min=True, help="rewards are multiplied by this in the "
+                                "critic's target (the paper's, with alpha = 1)")
+    alpha: float = param(1.0, min=0.0, help="entropy temperature, fixed as the paper configures (see auto_alpha)")
+    auto_alpha: bool = param(False, help="learn the temperature towards an entropy of -action_dim instead")
+    kl_weight: float = param(0.1, min=0.0, help="weight of KL(q(z|c) || N(0, I)) in the encoder's loss")
+    tau: float = param(0.005, min=0.0, max=1.0, exclusive_min=True, help="Polyak rate of the target critics")
+    replay_capacity: int = param(1_000_000, min=1, help="transitions kept per training task")
+    eval_deterministic: bool = param(True, help="meta-test acts with the actor's mean action")
+
+
+class PEARL(MetaAgent):
+    name = "pearl"
+    summary = "PEARL: a probabilistic context encoder and soft actor-critic, off-policy"
+    Config = PEARLConfig
+
+    def __init__(self, config: PEARLConfig, family: str | TaskFamily, *, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(config, family, seed=seed, device=device)
+        act = self.family.action_space
+        if not isinstance(act, gym.spaces.Box) or not np.all(np.isfinite(act.low)) or not np.all(np.isfinite(act.high)):
+            raise ConfigError(f"pearl: family {self.family.name!r} has action space {act}; allowed: a bounded Box "
+                              "(SAC squashes its actions into the bounds)")
+        if config.meta_batch_size > config.train_tasks:
+            raise ConfigError(f"meta_batch_size={config.meta_batch_size} is more than train_tasks="
+                              f"{config.train_tasks}; allowed: meta_batch_size <= train_tasks")
+        obs_dim, _ = space_dims(self.family.observation_space)
+        act_dim, _ = space_dims(act)
+        self.obs_dim, self.act_dim, L = obs_dim, act_dim, config.latent_dim
+        self.encoder = ContextEncoder(obs_dim + act_dim + 1, L, config.encoder_hidden_sizes).to(self.device)
+        self.actor = TanhGaussianActor(obs_dim + L, act.low.tolist(), act.high.tolist(), config.hidden_sizes).to(self.device)
+        self.q1 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
+        self.q2 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
+        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        self.log_alpha = torch.tensor(math.log(config.alpha) if config.alpha > 0 else -20.0, device=self.device,
+                                      requires_grad=config.auto_alpha)
+        self.critic_optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.q1.parameters(),
+                                                  *self.q2.parameters()], lr=config.lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        self.train_task_list = self.family.sample(config.train_tasks, self.rng, split="train")
+        self.replay = TaskReplay(config.train_tasks, config.replay_capacity)
+        self.context = TaskReplay(config.train_tasks, config.replay_capacity)
+        self.generator = torch.Generator().manual_seed(seed)  # batches and latent draws of the updates
+        self.env_steps_total = 0
+
+    # -- acting -------------------------------------------------------------------------
+    def context_of(self, t: Transitions) -> Tensor:
+        """The encoder's input per transition: ``(s, a, r)`` (the paper's default, without ``s'``)."""
+        return torch.cat([t.obs, t.actions.reshape(*t.obs.shape[:-1], -1), t.rewards.unsqueeze(-1)], dim=-1)
+
+    def posterior(self, context: Tensor | None, n_tasks: int) -> tuple[Tensor, Tensor]:
+        """``q(z | context)`` per task (``context`` ``[T, N, C]``), or the prior where there is none."""
+        if context is None:
+            zeros = torch.zeros(n_tasks, self.config.latent_dim, device=self.device)
+            return zeros, torch.ones_like(zeros)
+        return self.encoder.posterior(context.to(self.device))
+
+    def latent_actor(self, z: Tensor, *, deterministic: bool = False) -> LatentActor:
+        return LatentActor(self.actor, z, deterministic=deterministic)
+
+    def collect(self, tasks: Sequence[Task], z: Tensor, episodes: int, *, deterministic: bool = False,
+                seed: int | None = None) -> Episodes:
+        return self.sampler.sample(tasks, self.latent_actor(z, deterministic=deterministic), episodes,
+                                   seed=self.next_seed() if seed is None else seed)
+
+    def _posterior_z(self, ids: Sequence[int]) -> Tensor:
+        """z ~ q(z | c) with c a context batch from each task's encoder buffer (prior where it is empty)."""
+        if any(self.context.size[i] == 0 for i in ids):
+            mu, var = self.posterior(None, len(ids))
+        else:
+            c = self.context.sample(ids, self.config.context_size, self.generator)
+            mu, var = self.posterior(self.context_of(c), len(ids))
+        return self.encoder.sample(mu, var, self.generator_on_device())
+
+    def generator_on_device(self) -> torch.Generator | None:
+        return self.generator if self.device.type == "cpu" else None
+
+    def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
+        if episodes == 0:
+            return 0, None
+        tasks = [self.train_task_list[i] for i in ids]
+        if prior:
+            mu, var = self.posterior(None, len(ids))
+            z = self.encoder.sample(mu, var, self.generator_on_device())
+        else:
+            z = self._posterior_z(ids)
+        with torch.no_grad():
+            batch = self.collect(tasks, z.detach(), episodes)
+        self.replay.add_episodes(ids, batch)
+        if to_context:
+            self.context.add_episodes(ids, batch)
+        return int(batch.lengths.sum()), batch
+
+    # -- Algorithm 1 ----------------------------------------------------------------------
+    def train_iteration(self, it: int) -> dict[str, float]:
+        cfg = self.config
+        steps = 0
+        if it == 0 and cfg.initial_episodes and len(self.replay) == 0:
+            for start in range(0, cfg.train_tasks, cfg.tasks_per_iteration):
+                ids = list(range(start, min(start + cfg.tasks_per_iteration, cfg.train_tasks)))
+                n, _ = self._gather(ids, cfg.initial_episodes, prior=True, to_context=True)
+                steps += n
+        ids = sorted(self.rng.choice(cfg.train_tasks, size=min(cfg.tasks_per_iteration, cfg.train_tasks),
+                                     replace=False).tolist())
+        for i in ids:
+            self.context.clear(i)
+        metrics: dict[str, float] = {}
+        n, prior_eps = self._gather(ids, cfg.prior_episodes, prior=True, to_context=True)
+        steps += n
+        n, post_eps = self._gather(ids, cfg.posterior_episodes, prior=False, to_context=True)
+        steps += n
+        n, extra_eps = self._gather(ids, cfg.extra_posterior_episodes, prior=False, to_context=False)
+        steps += n
+        for prefix, eps in (("prior_", prior_eps), ("posterior_", extra_eps or post_eps)):
+            if eps is not None:
+                metrics.update(episode_stats(eps, prefix))
+        shown = extra_eps or post_eps or prior_eps
+        if shown is not None:
+            metrics.update(episode_stats(shown))
+        losses = [self.gradient_step() for _ in range(cfg.gradient_steps)]
+        for key in losses[0]:
+            metrics[key] = float(np.mean([loss[key] for loss in losses]))
+        self.env_steps_total += steps
+        metrics[ENV_STEPS_KEY] = steps
+        metrics["replay_mb"] = self.replay_bytes() / 2**20
+        metrics.update(self.periodic_eval(it, cfg.eval))
+        return metrics
+
+    def sample_batch(self, ids: Sequence[int]) -> tuple[Tensor, Transitions]:
+        """Context ``[T, N, C]`` from the encoder buffers and RL transitions ``[T, B, ...]`` from the replay."""
+        cfg = self.config
+        context = self.context_of(self.context.sample(ids, cfg.context_size, self.generator))
+        batch = self.replay.sample(ids, cfg.batch_size, self.generator)
+        return context.to(self.device), Transitions(*(x.to(self.device) for x in batch))
+
+    def losses(self, context: Tensor, batch: Transitions, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Every loss of one gradient step, for all tasks at once.
+
+        Shapes: ``context [T, N, C]``; ``batch`` fields ``[T, B, ...]``; ``noise`` the step's standard
+        normal draws: ``"z" [T, L]`` for the latent, ``"next_action"`` and ``"action"`` ``[T, B, A]``
+        for the actor's samples. Each task's ``z`` is repeated over its ``B`` transitions, and the
+        networks see ``[T * B]`` rows; with the draws given, any slice of tasks gives that slice's losses.
+        """
+        cfg = self.config
+        mu, var = self.encoder.posterior(context)
+        z = mu + var.sqrt() * noise["z"]  # reparameterized: the critic's gradient reaches the encoder
+        T, B = batch.rewards.shape
+        zb = z[:, None, :].expand(T, B, -1)
+        x = torch.cat([batch.obs, zb], dim=-1)
+        x_detached = torch.cat([batch.obs, zb.detach()], dim=-1)
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            x_next = torch.cat([batch.next_obs, zb.detach()], dim=-1)
+            next_action, next_logp = self.actor.sample(x_next, noise=noise["next_action"])
+            target = soft_target(batch.rewards, batch.terminated, self.q1_target(x_next, next_action),
+                                 self.q2_target(x_next, next_action), next_logp, alpha=alpha,
+                                 discount=cfg.discount, reward_scale=cfg.reward_scale)
+        kl = kl_to_standard_normal(mu, var).mean()
+        critic = critic_loss(self.q1(x, batch.actions), self.q2(x, batch.actions), target)
+        action, logp = self.actor.sample(x_detached, noise=noise["action"])
+        actor = actor_loss(self.q1(x_detached, action), self.q2(x_detached, action), logp, alpha)
+        out = {"critic_loss": critic, "kl": kl, "encoder_loss": critic + cfg.kl_weight * kl, "actor_loss": actor,
+               "log_prob": logp.mean()}
+        if cfg.auto_alpha:
+            out["alpha_loss"] = temperature_loss(self.log_alpha, logp, -float(self.act_dim))
+        return out
+
+    def gradient_step(self) -> dict[str, float]:
+        cfg = self.config
+        ids = sorted(torch.randperm(cfg.train_tasks, generator=self.generator)[: cfg.meta_batch_size].tolist())
+        context, batch = self.sample_batch(ids)
+        T, B, A = len(ids), cfg.batch_size, self.act_dim
+        noise = {"z": torch.randn(T, cfg.latent_dim, generator=self.generator),
+                 "next_action": torch.randn(T, B, A, generator=self.generator),
+                 "action": torch.randn(T, B, A, generator=self.generator)}
+        out = self.losses(context, batch, {k: v.to(self.device) for k, v in noise.items()})
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        out["encoder_loss"].backward(inputs=[*self.encoder.parameters(), *self.q1.parameters(), *self.q2.parameters()])
+        out["actor_loss"].backward(inputs=list(self.actor.parameters()))
+        self.critic_optimizer.step()
+        self.actor_optimizer.step()
+        if cfg.auto_alpha:
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            out["alpha_loss"].backward(inputs=[self.log_alpha])
+            self.alpha_optimizer.step()
+        polyak_update_(self.q1_target.parameters(), self.q1.parameters(), cfg.tau)
+        polyak_update_(self.q2_target.parameters(), self.q2.parameters(), cfg.tau)
+        metrics = {k: float(v.detach()) for k, v in out.items()}
+        metrics["alpha"] = float(self.log_alpha.exp())
+        return metrics
+
+    def replay_bytes(self) -> int:
+        return sum(x.numel() * x.element_size() for buf in (self.replay, self.context) for d in buf.data
+                   if d is not None for x in d)
+
+    # -- Algorithm 2 ----------------------------------------------------------------------
+    def adaptation_session(self, n_tasks: int, seed: int = 0) -> _PosteriorSession:
+        return _PosteriorSession(self, n_tasks, seed)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        nets = {name: {k: v.detach().cpu() for k, v in getattr(self, name).state_dict().items()}
+                for name in ("encoder", "actor", "q1", "q2", "q1_target", "q2_target")}
+        return {"nets": nets, "log_alpha": self.log_alpha.detach().cpu(),
+                "optimizers": {name: to_cpu(getattr(self, name).state_dict())
+                               for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer")},
+                "replay": self.replay.state_dict(), "context": self.context.state_dict(),
+                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
+                "env_steps_total": self.env_steps_total}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, weights in state["nets"].items():
+            getattr(self, name).load_state_dict({k: v.to(self.device) for k, v in weights.items()})
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"].to(self.device))
+        for name, opt_state in state["optimizers"].items():
+            getattr(self, name).load_state_dict(opt_state)
+        self.replay.load_state_dict(state["replay"])
+        self.context.load_state_dict(state["context"])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.env_steps_total = int(state["env_steps_total"])
+
+
+class LatentActor:
+    """The sampler's view of PEARL's actor: ``pi(a | s, z)`` with one fixed ``z`` per task row."""
+
+    def __init__(self, actor: TanhGaussianActor, z: Tensor, *, deterministic: bool = False) -> None:
+        self.net, self.z, self.deterministic = actor, z, deterministic
+        self.device = z.device
+
+    def initial_state(self, n_tasks: int, n_slots: int) -> None:
+        return None
+
+    def act(self, obs: Tensor, state: Any, episode_start: Tensor, generator: torch.Generator) -> ActorOutput:
+        home = obs.device
+        T, S = obs.shape[:2]
+        x = torch.cat([obs.to(self.device), self.z[:, None, :].expand(T, S, -1)], dim=-1)
+        gen = generator if generator.device == self.device else None
+        action, logp = self.net.sample(x, deterministic=self.deterministic, generator=gen)
+        return ActorOutput(action.to(home), logp.to(home), state, {})
+
+    def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
+        return state
+
+
+class _PosteriorSession:
+    """Algorithm 2 from outside: act with z from the posterior over all context gathered so far.
+
+    Each task keeps every transition of its rounds (episodes that end early leave tasks with
+    different counts, so contexts are padded and masked, and padding is no evidence).
+    """
+
+    def __init__(self, agent: PEARL, n_tasks: int, seed: int) -> None:
+        self.agent, self.n_tasks = agent, n_tasks
+        self.generator = torch.Generator().manual_seed(seed)
+        self.contexts: list[list[Tensor]] = [[] for _ in range(n_tasks)]  # per task: [n_k, C] per adapt call
+        self._resample()
+
+    def posterior_moments(self) -> tuple[Tensor, Tensor]:
+        """Mean and variance of ``q(z | all context so far)`` per task (the prior before any)."""
+        if not self.contexts[0]:
+            return self.agent.posterior(None, self.n_tasks)
+        per_task = [torch.cat(c) for c in self.contexts]
+        longest = max(int(c.shape[0]) for c in per_task)
+        context = torch.zeros(self.n_tasks, longest, per_task[0].shape[-1])
+        mask = torch.zeros(self.n_tasks, longest)
+        for i, c in enumerate(per_task):
+            context[i, : c.shape[0]], mask[i, : c.shape[0]] = c, 1.0
+        with torch.no_grad():
+            return self.agent.encoder.posterior(context.to(self.agent.device), mask.to(self.agent.device))
+
+    def _resample(self) -> None:
+        mu, var = self.posterior_moments()
+        noise = torch.randn(mu.shape, generator=self.generator).to(mu.device)
+        self.z = mu + var.sqrt() * noise
+
+    @property
+    def actor(self) -> LatentActor:
+        return self.agent.latent_actor(self.z, deterministic=self.agent.config.eval_deterministic)
+
+    def adapt(self, episodes: Episodes) -> None:
+        cpu = episodes.to("cpu")
+        for i in range(episodes.n_tasks):
+            self.contexts[i].append(self.agent.context_of(episode_transitions(cpu, i)))
+        self._resample()
