@@ -84,7 +84,7 @@ class PEARLConfig(CommonConfig):
 
 class PEARL(MetaAgent):
     name = "pearl"
-    summary = "PEARL: a probabilistic context encoder and soft actor-critic, off-policy"
+    summary = "PEARL: a probabilistic context encoder with SAC, learning off policy"
     Config = PEARLConfig
 
     def __init__(self, config: PEARLConfig, family: str | TaskFamily, *, seed: int = 0,
