@@ -28,7 +28,7 @@ DEBUG_ENV = "METARL_DEBUG"
 
 BENCHES = {"core": "metarl.bench.core", "sampling": "metarl.bench.sampling", "rl2": "metarl.bench.rl2",
            "reptile": "metarl.bench.reptile", "metaworld": "metarl.bench.metaworld",
-           "maml": "metarl.bench.maml", "device": "metarl.bench.device"}
+           "maml": "metarl.bench.maml", "device": "metarl.bench.device", "pearl": "metarl.bench.pearl"}
 
 #: OS errors that mean "the place you told me to write cannot be written": the user's to fix (exit 2).
 _PLACE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EPERM,
