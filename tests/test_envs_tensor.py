@@ -143,3 +143,20 @@ def test_a_family_without_a_tensor_env_says_so() -> None:
     assert not family.has_tensor_env and make_family("point-nav").has_tensor_env
     with pytest.raises(NotImplementedError, match="no tensor env"):
         family.make_tensor_env(family.sample(1, rng=0), CPU)
+
+
+def test_the_plug_in_example_rolls_out_identically_on_both_paths() -> None:
+    """``examples/my_tensor_tasks.py``: a plug-in's tensor env against its own gymnasium env, through the sampler."""
+    from examples.my_tensor_tasks import make_family as make_walk
+    from metarl.agents.base import PolicyActor
+    from metarl.nn import GaussianMLPPolicy
+    from metarl.sampling import make_sampler
+    from metarl.sampling.tensor import TensorSampler
+
+    family = make_walk(target_range=2.0)
+    torch.manual_seed(0)
+    actor = PolicyActor(GaussianMLPPolicy(1, 1, (8,)), deterministic=True)
+    tasks = family.sample(6, rng=0)
+    with make_sampler(family, "serial") as serial, make_sampler(family, "auto") as auto:
+        assert isinstance(auto, TensorSampler)
+        assert auto.sample(tasks, actor, 3, seed=0).equal(serial.sample(tasks, actor, 3, seed=0))
