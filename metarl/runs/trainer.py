@@ -26,6 +26,7 @@ iterations, and the step timeout ends the hung iteration.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ __all__ = ["ENV_STEPS_KEY", "Agent", "TrainResult", "Trainer", "TrainerConfig"]
 
 ENV_STEPS_KEY = "time/env_steps"
 #: Columns that measure wall time: everything else a seeded run logs is reproducible bit for bit.
-TIMING_KEYS = frozenset({"time/iteration_s", "time/elapsed_s", "perf/steps_per_s", "time/sampling_s", "time/update_s"})
+TIMING_KEYS = frozenset({"time/iteration_s", "time/elapsed_s", "perf/steps_per_s", "time/sampling_s", "time/update_s",
+                         "perf/run_dir_mb"})
 """Metric an agent returns with the environment steps sampled this iteration;
 the trainer turns it into ``time/total_env_steps`` and ``perf/steps_per_s``."""
 
@@ -163,6 +165,8 @@ class Trainer:
             self._env_steps += steps
             metrics["time/total_env_steps"] = self._env_steps
             metrics["perf/steps_per_s"] = steps / max(duration, 1e-9)
+        # What the run holds on disk so far (checkpoints, logs; PEARL's replay buffers make it large).
+        metrics["perf/run_dir_mb"] = _tree_bytes(self.run_dir.path) / 2**20
         return metrics
 
     def done(self) -> bool:
@@ -213,3 +217,15 @@ class Trainer:
             )
             return TrainResult(EXIT_INTERRUPTED, self.iteration, last_saved, True)
         return TrainResult(EXIT_OK, self.iteration, last_saved, False)
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (files that vanish while it is walked are skipped)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
