@@ -44,8 +44,8 @@ def round_rows(method: str, run: str, family: str, split: str, seed: int, round:
     ``task_ids``: the task index of each row (default ``0..n-1``; a baseline scoring one task at a
     time passes its index).
     """
-    returns = episodes.returns.double().numpy()
-    success = episodes.success_values().numpy()
+    returns = episodes.returns.double().cpu().numpy()  # Episodes of the tensor path may live on a GPU
+    success = episodes.success_values().cpu().numpy()
     ids = range(episodes.n_tasks) if task_ids is None else task_ids
     return [CurveRow.from_episodes(method=method, run=run, family=family, split=split, seed=seed, task=int(t),
                                    round=round, env_steps=int(env_steps[i]), returns=returns[i], successes=success[i])
@@ -65,7 +65,7 @@ def rows_from_rounds(method: str, run: str, family: str, split: str, seed: int, 
     for k, episodes in enumerate(rounds):
         rows += round_rows(method, run, family, split, seed, k, episodes, spent)
         lengths = episodes.lengths.double()
-        spent = spent + (lengths.mean(dim=1) if parallel_trials else lengths.sum(dim=1)).round().long().numpy()
+        spent = spent + (lengths.mean(dim=1) if parallel_trials else lengths.sum(dim=1)).round().long().cpu().numpy()
     return rows
 
 
