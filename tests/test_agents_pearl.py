@@ -107,8 +107,9 @@ def _agent() -> PEARL:
 
 
 def test_task_batched_losses_equal_the_per_task_loop() -> None:
-    """One batched computation over [tasks * batch] rows = the mean over tasks of each task's own losses,
-    and so are the gradients of every network (to 1e-5), on a fixed batch with fixed draws."""
+    """One batched computation over [tasks * batch] rows = each task's own losses combined as the authors'
+    code combines them (critic and actor: the mean over tasks; KL: the sum), gradients of every network
+    included (to 1e-5), on a fixed batch with fixed draws."""
     agent = _agent()
     g = torch.Generator().manual_seed(5)
     T, B, N, A = 3, 16, 8, 2
@@ -121,19 +122,27 @@ def test_task_batched_losses_equal_the_per_task_loop() -> None:
     critic_params = [*agent.encoder.parameters(), *agent.q1.parameters(), *agent.q2.parameters()]
     actor_params = list(agent.actor.parameters())
 
-    def run(rows: slice) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    def run(rows: slice) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         out = agent.losses(context[rows], Transitions(*(x[rows] for x in batch)), {k: v[rows] for k, v in noise.items()})
-        grads = [*torch.autograd.grad(out["encoder_loss"], critic_params, retain_graph=True),
-                 *torch.autograd.grad(out["actor_loss"], actor_params)]
-        return out, grads
+        critic = [*torch.autograd.grad(out["critic_loss"], critic_params, retain_graph=True, allow_unused=True),
+                  *torch.autograd.grad(out["actor_loss"], actor_params, retain_graph=True)]
+        kl = torch.autograd.grad(out["kl"], critic_params, allow_unused=True)
+        zero = [torch.zeros_like(p) for p in critic_params]
+        return out, critic, [z if g_ is None else g_ for g_, z in zip(kl, zero, strict=True)]
 
-    batched, grads = run(slice(None))
+    batched, grads, kl_grads = run(slice(None))
     loop = [run(slice(i, i + 1)) for i in range(T)]
-    for key in ("critic_loss", "kl", "encoder_loss", "actor_loss", "log_prob"):
-        torch.testing.assert_close(batched[key], torch.stack([o[key] for o, _ in loop]).mean(), rtol=1e-5, atol=1e-6)
+    for key in ("critic_loss", "actor_loss", "log_prob"):  # means over tasks
+        torch.testing.assert_close(batched[key], torch.stack([o[key] for o, _, _ in loop]).mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(batched["kl"], torch.stack([o["kl"] for o, _, _ in loop]).sum(), rtol=1e-5, atol=1e-6)
+    w = agent.config.kl_weight
+    torch.testing.assert_close(batched["encoder_loss"], batched["critic_loss"] + w * batched["kl"])
     for k, grad in enumerate(grads):
-        torch.testing.assert_close(grad, torch.stack([gr[k] for _, gr in loop]).mean(0), rtol=1e-5, atol=1e-6)
-    assert any(float(gr.abs().max()) > 0 for gr in grads[: len(list(agent.encoder.parameters()))])  # z gets gradients
+        torch.testing.assert_close(grad, torch.stack([gr[k] for _, gr, _ in loop]).mean(0), rtol=1e-5, atol=1e-6)
+    for k, grad in enumerate(kl_grads):
+        torch.testing.assert_close(grad, torch.stack([gr[k] for _, _, gr in loop]).sum(0), rtol=1e-5, atol=1e-6)
+    n_enc = len(list(agent.encoder.parameters()))
+    assert any(float(gr.abs().max()) > 0 for gr in grads[:n_enc])  # the critic's gradient reaches the encoder
     agent.close()
 
 

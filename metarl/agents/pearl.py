@@ -66,7 +66,7 @@ class PEARLConfig(CommonConfig):
     gradient_steps: int = param(2000, min=1, help="gradient steps per iteration")
     meta_batch_size: int = param(16, min=1, help="training tasks per gradient step")
     batch_size: int = param(256, min=1, help="RL transitions per task per gradient step")
-    context_size: int = param(100, min=1, help="context transitions per task per gradient step")
+    context_size: int = param(64, min=1, help="context transitions per task per gradient step (the authors' 64)")
     latent_dim: int = param(5, min=1, help="size of the latent task variable z")
     hidden_sizes: tuple[int, ...] = param((300, 300, 300), min=1, help="actor and critic hidden layers")
     encoder_hidden_sizes: tuple[int, ...] = param((200, 200, 200), min=1, help="context encoder hidden layers")
@@ -76,7 +76,8 @@ class PEARLConfig(CommonConfig):
                                 "critic's target (the paper's, with alpha = 1)")
     alpha: float = param(1.0, min=0.0, help="entropy temperature, fixed as the paper configures (see auto_alpha)")
     auto_alpha: bool = param(False, help="learn the temperature towards an entropy of -action_dim instead")
-    kl_weight: float = param(0.1, min=0.0, help="weight of KL(q(z|c) || N(0, I)) in the encoder's loss")
+    kl_weight: float = param(0.1, min=0.0, help="weight of KL(q(z|c) || N(0, I)), summed over the meta-batch's "
+                             "tasks as in the authors' code, in the encoder's loss")
     tau: float = param(0.005, min=0.0, max=1.0, exclusive_min=True, help="Polyak rate of the target critics")
     replay_capacity: int = param(1_000_000, min=1, help="transitions kept per training task")
     eval_deterministic: bool = param(True, help="meta-test acts with the actor's mean action")
@@ -213,7 +214,8 @@ class PEARL(MetaAgent):
         Shapes: ``context [T, N, C]``; ``batch`` fields ``[T, B, ...]``; ``noise`` the step's standard
         normal draws: ``"z" [T, L]`` for the latent, ``"next_action"`` and ``"action"`` ``[T, B, A]``
         for the actor's samples. Each task's ``z`` is repeated over its ``B`` transitions, and the
-        networks see ``[T * B]`` rows; with the draws given, any slice of tasks gives that slice's losses.
+        networks see ``[T * B]`` rows; with the draws given, any slice of tasks gives that slice's losses
+        (the critic's and actor's as means over the slice's tasks, the KL as a sum).
         """
         cfg = self.config
         mu, var = self.encoder.posterior(context)
@@ -229,7 +231,9 @@ class PEARL(MetaAgent):
             target = soft_target(batch.rewards, batch.terminated, self.q1_target(x_next, next_action),
                                  self.q2_target(x_next, next_action), next_logp, alpha=alpha,
                                  discount=cfg.discount, reward_scale=cfg.reward_scale)
-        kl = kl_to_standard_normal(mu, var).mean()
+        # The authors' code sums the KL over the meta-batch's tasks but averages the critic's loss over
+        # tasks and transitions, so each task's bottleneck weighs as much as the whole critic term.
+        kl = kl_to_standard_normal(mu, var).sum()
         critic = critic_loss(self.q1(x, batch.actions), self.q2(x, batch.actions), target)
         action, logp = self.actor.sample(x_detached, noise=noise["action"])
         actor = actor_loss(self.q1(x_detached, action), self.q2(x_detached, action), logp, alpha)
