@@ -312,6 +312,10 @@ def compare_run(run_dir: Path) -> dict[str, Any]:
     """References on exactly the tasks/seeds/trials of a run's ``eval/curves.json``, written beside it."""
     curves = read_curves(run_dir / "eval")
     meta = curves.meta
+    missing = [k for k in ("family", "n_tasks", "episodes_per_round", "seeds", "rounds") if k not in meta]
+    if missing:
+        raise ValueError(f"{run_dir / 'eval'}: no curve metadata ({', '.join(missing)}; curves.json is missing or "
+                         f"old); allowed: a run evaluated by `metarl evaluate {run_dir}` first")
     agent = meta.get("agent", "rl2")
     totals, rows = score(meta["family"], n_tasks=int(meta["n_tasks"]), trials=int(meta["episodes_per_round"]),
                          seeds=meta["seeds"], split=meta.get("split", "test"), trial_episodes=int(meta["rounds"]) + 1,
@@ -337,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.run:
-        report = compare_run(Path(args.run))
+        try:
+            report = compare_run(Path(args.run))
+        except (ValueError, FileNotFoundError) as err:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
         (Path(args.run) / "eval" / "references.json").write_text(json.dumps(report, indent=1) + "\n")
     else:
         if not args.env:
