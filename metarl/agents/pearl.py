@@ -44,8 +44,8 @@ from torch import Tensor
 
 from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
 from metarl.core.sac import actor_loss, critic_loss, polyak_update_, soft_target, temperature_loss
-from metarl.envs import Task, TaskFamily
-from metarl.nn.context_encoder import ContextEncoder, kl_to_standard_normal
+from metarl.envs import TaskFamily
+from metarl.nn.context_encoder import ContextEncoder, kl_to_standard_normal, sample_latent
 from metarl.nn.sac import QNetwork, TanhGaussianActor
 from metarl.runs import ENV_STEPS_KEY, ConfigError, param
 from metarl.sampling import Episodes
@@ -116,7 +116,6 @@ class PEARL(MetaAgent):
         self.replay = TaskReplay(config.train_tasks, config.replay_capacity)
         self.context = TaskReplay(config.train_tasks, config.replay_capacity)
         self.generator = torch.Generator().manual_seed(seed)  # batches and latent draws of the updates
-        self.env_steps_total = 0
 
     # -- acting -------------------------------------------------------------------------
     def context_of(self, t: Transitions) -> Tensor:
@@ -133,34 +132,20 @@ class PEARL(MetaAgent):
     def latent_actor(self, z: Tensor, *, deterministic: bool = False) -> LatentActor:
         return LatentActor(self.actor, z, deterministic=deterministic)
 
-    def collect(self, tasks: Sequence[Task], z: Tensor, episodes: int, *, deterministic: bool = False,
-                seed: int | None = None) -> Episodes:
-        return self.sampler.sample(tasks, self.latent_actor(z, deterministic=deterministic), episodes,
-                                   seed=self.next_seed() if seed is None else seed)
-
-    def _posterior_z(self, ids: Sequence[int]) -> Tensor:
-        """z ~ q(z | c) with c a context batch from each task's encoder buffer (prior where it is empty)."""
-        if any(self.context.size[i] == 0 for i in ids):
+    def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
+        """``episodes`` per training task ``ids`` with z from the prior or from q(z | c ~ encoder buffer),
+        into the replay (and the encoder buffers if ``to_context``); returns the steps and the episodes."""
+        if episodes == 0:
+            return 0, None
+        if prior or any(self.context.size[i] == 0 for i in ids):
             mu, var = self.posterior(None, len(ids))
         else:
             c = self.context.sample(ids, self.config.context_size, self.generator)
             mu, var = self.posterior(self.context_of(c), len(ids))
-        return self.encoder.sample(mu, var, self.generator_on_device())
-
-    def generator_on_device(self) -> torch.Generator | None:
-        return self.generator if self.device.type == "cpu" else None
-
-    def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
-        if episodes == 0:
-            return 0, None
-        tasks = [self.train_task_list[i] for i in ids]
-        if prior:
-            mu, var = self.posterior(None, len(ids))
-            z = self.encoder.sample(mu, var, self.generator_on_device())
-        else:
-            z = self._posterior_z(ids)
         with torch.no_grad():
-            batch = self.collect(tasks, z.detach(), episodes)
+            z = sample_latent(mu, var, self.generator)
+            batch = self.sampler.sample([self.train_task_list[i] for i in ids], self.latent_actor(z), episodes,
+                                        seed=self.next_seed())
         self.replay.add_episodes(ids, batch)
         if to_context:
             self.context.add_episodes(ids, batch)
@@ -195,7 +180,6 @@ class PEARL(MetaAgent):
         losses = [self.gradient_step() for _ in range(cfg.gradient_steps)]
         for key in losses[0]:
             metrics[key] = float(np.mean([loss[key] for loss in losses]))
-        self.env_steps_total += steps
         metrics[ENV_STEPS_KEY] = steps
         metrics["replay_mb"] = self.replay_bytes() / 2**20
         metrics.update(self.periodic_eval(it, cfg.eval))
@@ -284,8 +268,7 @@ class PEARL(MetaAgent):
                 "optimizers": {name: to_cpu(getattr(self, name).state_dict())
                                for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer")},
                 "replay": self.replay.state_dict(), "context": self.context.state_dict(),
-                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
-                "env_steps_total": self.env_steps_total}
+                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for name, weights in state["nets"].items():
@@ -298,7 +281,6 @@ class PEARL(MetaAgent):
         self.context.load_state_dict(state["context"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
-        self.env_steps_total = int(state["env_steps_total"])
 
 
 class LatentActor:
@@ -315,8 +297,9 @@ class LatentActor:
         home = obs.device
         T, S = obs.shape[:2]
         x = torch.cat([obs.to(self.device), self.z[:, None, :].expand(T, S, -1)], dim=-1)
-        gen = generator if generator.device == self.device else None
-        action, logp = self.net.sample(x, deterministic=self.deterministic, generator=gen)
+        # the noise comes from the sampler's generator on its own device, so a seed fixes the actions anywhere
+        noise = torch.randn(T, S, self.net.act_dim, generator=generator, device=generator.device).to(self.device)
+        action, logp = self.net.sample(x, deterministic=self.deterministic, noise=noise)
         return ActorOutput(action.to(home), logp.to(home), state, {})
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:
@@ -351,8 +334,7 @@ class _PosteriorSession:
 
     def _resample(self) -> None:
         mu, var = self.posterior_moments()
-        noise = torch.randn(mu.shape, generator=self.generator).to(mu.device)
-        self.z = mu + var.sqrt() * noise
+        self.z = sample_latent(mu, var, self.generator)
 
     @property
     def actor(self) -> LatentActor:

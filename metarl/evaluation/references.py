@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 
 from metarl.envs import Task, TaskFamily, make_family
@@ -49,6 +48,7 @@ from metarl.evaluation.curves import CurveRow, curve_meta, read_curves, write_cu
 from metarl.evaluation.gittins import gittins_indices
 from metarl.evaluation.protocol import rows_from_rounds
 from metarl.evaluation.report import paired, trial_totals
+from metarl.runs import read_run_config
 from metarl.sampling import make_sampler
 from metarl.sampling.actor import ActorOutput
 from metarl.sampling.episodes import trial_returns, trial_rounds
@@ -301,11 +301,10 @@ def paired_difference(rows_a: Sequence[CurveRow], a: str, rows_b: Sequence[Curve
 
 def _run_backend(run_dir: Path) -> str:
     """The sampler backend a run recorded (runs from before ``auto`` existed ran ``serial``)."""
-    config = run_dir / "config.yaml"
-    if not config.is_file():
+    if not (run_dir / "config.yaml").is_file():
         return "serial"
-    recorded = yaml.safe_load(config.read_text()) or {}
-    return str(((recorded.get("config") or {}).get("sampling") or {}).get("backend", "serial"))
+    _, config = read_run_config(run_dir)
+    return str((config.get("sampling") or {}).get("backend", "serial"))
 
 
 def compare_run(run_dir: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from metarl.nn.mlp import mlp
 
-__all__ = ["ContextEncoder", "kl_to_standard_normal", "product_of_gaussians"]
+__all__ = ["ContextEncoder", "kl_to_standard_normal", "product_of_gaussians", "sample_latent"]
 
 #: Smallest factor variance: PEARL's clamp, which keeps a confident factor from dividing by zero.
 MIN_VARIANCE = 1e-7
@@ -40,6 +40,16 @@ def product_of_gaussians(mu: Tensor, var: Tensor, mask: Tensor | None = None) ->
     post_var = torch.where(empty, torch.ones_like(total), 1.0 / total.clamp(min=1e-30))
     post_mu = torch.where(empty, torch.zeros_like(total), post_var * (precision * mu).sum(-2))
     return post_mu, post_var
+
+
+def sample_latent(mu: Tensor, var: Tensor, generator: torch.Generator) -> Tensor:
+    """``z ~ N(mu, var)`` by reparameterization (gradients flow to ``mu`` and ``var``).
+
+    The noise is drawn on the generator's device and moved to ``mu``'s, so a seed fixes ``z``
+    whatever device the encoder runs on.
+    """
+    noise = torch.randn(mu.shape, generator=generator, device=generator.device, dtype=mu.dtype)
+    return mu + var.sqrt() * noise.to(mu.device)
 
 
 def kl_to_standard_normal(mu: Tensor, var: Tensor) -> Tensor:
@@ -64,9 +74,3 @@ class ContextEncoder(nn.Module):
     def posterior(self, context: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``q(z | context)``: mean and variance ``[..., L]``."""
         return product_of_gaussians(*self.factors(context), mask)
-
-    @staticmethod
-    def sample(mu: Tensor, var: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``z ~ N(mu, var)`` by reparameterization (gradients flow to ``mu`` and ``var``)."""
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + var.sqrt() * noise
