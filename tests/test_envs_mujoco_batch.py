@@ -166,3 +166,47 @@ def test_threads_do_not_change_results_and_bad_flag_is_rejected() -> None:
     b.close()
     with pytest.raises(EnvSpecError, match="batched=2; allowed: true or false"):
         make_family("halfcheetah-vel?batched=2")
+
+
+def test_helper_thread_errors_surface_and_threads_end_with_the_batch(monkeypatch) -> None:
+    """A failure on a helper thread is the step's error, naming the slot; the threads live as long as the batch."""
+    import gc
+    import threading
+
+    import mujoco
+
+    def live() -> int:
+        return sum(t.name.startswith("metarl-mujoco") for t in threading.enumerate())
+
+    before = live()
+    stepper = stepper_for("halfcheetah-vel", 12)
+    stepper.batch.threads = 2
+    stepper.buf.actions[:] = 0.1
+    stepper.step()  # starts the helper thread
+    assert live() == before + 1
+    bad, real = stepper.batch.datas[7], mujoco.mj_step
+
+    def flaky(model, data, nstep=1):
+        if data is bad:
+            raise RuntimeError("boom")
+        return real(model, data, nstep)
+
+    monkeypatch.setattr(mujoco, "mj_step", flaky)
+    for _ in range(3):  # whichever thread takes slot 7, the step fails naming it
+        with pytest.raises(EnvFailure, match=r"step of env slot 7 .*RuntimeError: boom") as err:
+            stepper.step()
+        assert err.value.slot == 7
+    monkeypatch.setattr(mujoco, "mj_step", real)
+    stepper.close()
+    assert live() == before
+    dropped = stepper_for("halfcheetah-vel", 12)
+    dropped.batch.threads = 2
+    dropped.step()
+    assert live() == before + 1
+    del dropped
+    gc.collect()
+    for _ in range(100):
+        if live() == before:
+            break
+        threading.Event().wait(0.01)
+    assert live() == before
