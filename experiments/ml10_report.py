@@ -11,6 +11,12 @@ every 1M env steps) and ``config.yaml`` (manifest and protocol), and writes
 * ``<run>/eval/metaworld_curve.json``: every evaluation of the run as JSON (step, success, return,
   success per class), the curve the plot draws.
 
+Evaluations run after training on a kept checkpoint count too:
+``metarl evaluate RUN --protocol metaworld --checkpoint RUN/checkpoints/iter_N --out RUN/eval/checkpoints/iter_N``
+writes ``metaworld_protocol.json`` there. With the training's protocol it joins the curve (marked as run
+from the checkpoint); with one env per class (``--mw-meta-batch-size 5``, saved as
+``metaworld_protocol_one_env_per_class.json``) it goes into its own table, the unbiased number.
+
     python experiments/ml10_report.py [--runs RUN ...]
 
 Runs that do not exist yet are listed as not started; nothing is invented for them.
@@ -64,16 +70,50 @@ def read_run(path: Path) -> dict[str, Any] | None:
                           "success": _float(r["eval/metaworld/success"]), "return": _float(r["eval/metaworld/return"]),
                           "success_per_class": {k[len(PREFIX):]: _float(v) for k, v in r.items()
                                                 if k.startswith(PREFIX) and v not in (None, "")}})
+    unbiased = []
+    for e in checkpoint_evals(path, rows, config):
+        (evals if not e.pop("one_env_per_class") else unbiased).append(e)
+    evals.sort(key=lambda e: e["env_steps"])
     train = [(int(float(r["time/total_env_steps"])), _float(r.get("train/success"))) for r in rows]
     timed = [r for r in rows if r.get("time/sampling_s") not in (None, "")]
     eval_iters = {e["iteration"] for e in evals}
     # an evaluation iteration's update_s holds the evaluation: leave those out of the cost split
     plain = [r for r in timed if int(float(r["time/iteration"])) not in eval_iters]
-    return {"path": path, "rows": rows, "config": config, "evals": evals, "train": train,
+    return {"path": path, "rows": rows, "config": config, "evals": evals, "unbiased": unbiased, "train": train,
             "elapsed_s": _float(rows[-1].get("time/elapsed_s")), "env_steps": train[-1][0] if train else 0,
             "sampling_s": sum(_float(r["time/sampling_s"]) for r in plain),
             "update_s": sum(_float(r["time/update_s"]) for r in plain),
             "iteration_s": [_float(r["time/iteration_s"]) for r in plain]}
+
+
+def checkpoint_evals(path: Path, rows: list[dict[str, str]], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Meta-World evaluations of kept checkpoints (``<run>/eval/checkpoints/iter_N/metaworld_protocol*.json``).
+
+    A checkpoint's env steps are those logged up to its iteration; where that iteration's own row is
+    missing, the steps of the iterations in between are the run's per-iteration steps.
+    """
+    done = [(int(float(r["time/iteration"])), int(float(r["time/total_env_steps"])), int(float(r["time/env_steps"])))
+            for r in rows]
+    periodic = (config["config"].get("eval") or {}).get("mw_meta_batch_size")
+    out = []
+    for f in sorted((path / "eval" / "checkpoints").glob("iter_*/metaworld_protocol*.json")):
+        if f.stem not in ("metaworld_protocol", "metaworld_protocol_one_env_per_class"):
+            continue
+        iteration = int(f.parent.name.split("_")[1])
+        before = [d for d in done if d[0] <= iteration]
+        if not before:
+            continue
+        last_it, total, per_iteration = before[-1]
+        result = json.loads(f.read_text())
+        protocol = result["protocol"]
+        one_env = protocol.get("envs_per_class") == 1
+        if not one_env and protocol.get("meta_batch_size") != periodic:
+            continue  # neither the training's protocol nor the unbiased one
+        out.append({"env_steps": total + (iteration - last_it) * per_iteration, "iteration": iteration,
+                    "success": float(result["mean_success"]), "return": float(result["mean_return"]),
+                    "success_per_class": result["success_per_class"], "source": "checkpoint",
+                    "one_env_per_class": one_env})
+    return out
 
 
 def train_success_at(run: dict[str, Any], step: int, window: int = 5) -> float:
@@ -84,6 +124,19 @@ def train_success_at(run: dict[str, Any], step: int, window: int = 5) -> float:
 
 def eval_at(run: dict[str, Any], step: int) -> dict[str, Any] | None:
     return next((e for e in run["evals"] if e["env_steps"] == step), None)
+
+
+def last_iteration(run: dict[str, Any]) -> int:
+    return int(float(run["rows"][-1]["time/iteration"])) if run["rows"] else 0
+
+
+def missing_rows(run: dict[str, Any]) -> str:
+    """Iterations without a progress row (a row lost while the run went on), named so nobody looks for them."""
+    logged = {int(float(r["time/iteration"])) for r in run["rows"]}
+    gaps = [i for i in range(1, last_iteration(run) + 1) if i not in logged]
+    if not gaps:
+        return ""
+    return "; no progress row for iteration " + ", ".join(map(str, gaps)) + ", see the run's README"
 
 
 def pct(x: float) -> str:
@@ -162,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         share = run["sampling_s"] / max(run["sampling_s"] + run["update_s"], 1e-9)
         lines += [f"### {label} (`{run['path'].relative_to(ROOT)}`)", "",
                   f"- Env steps so far: {run['env_steps']:,} of {cfg['config']['trainer'].get('total_steps') or 'n/a'}"
-                  f" ({len(run['rows'])} iterations), wall time {run['elapsed_s'] / 3600:.2f} h including evaluations,"
+                  f" ({last_iteration(run)} iterations{missing_rows(run)}),"
+                  f" wall time {run['elapsed_s'] / 3600:.2f} h including evaluations,"
                   f" {run['env_steps'] / max(run['elapsed_s'], 1e-9):,.0f} env steps/s overall.",
                   f"- Training iterations (evaluations excluded): median {sorted(its)[len(its) // 2]:.0f} s; sampling "
                   f"{100 * share:.0f}% and update {100 * (1 - share):.0f}% of their time." if its else "- no timing yet",
@@ -182,8 +236,17 @@ def main(argv: list[str] | None = None) -> int:
                       "| class | success |", "|---|---:|"]
             lines += [f"| {k} | {pct(v)} |" for k, v in sorted(latest["success_per_class"].items())]
             lines += ["", "| env steps | test success | test return | train success (5-it. mean) |", "|---:|---:|---:|---:|"]
+            lines += [f"| {e['env_steps']:,}{' (from the checkpoint, after training)' if e.get('source') else ''} | "
+                      f"{pct(e['success'])} | {e['return']:.0f} | {pct(train_success_at(run, e['env_steps']))} |"
+                      for e in run["evals"]]
+            lines.append("")
+        if run["unbiased"]:
+            lines += ["One env per class (`--mw-meta-batch-size 5`: every goal's episodes count, not the first to",
+                      "finish), evaluated from kept checkpoints:", "",
+                      "| env steps | test success | test return | per class |", "|---:|---:|---:|---|"]
             lines += [f"| {e['env_steps']:,} | {pct(e['success'])} | {e['return']:.0f} | "
-                      f"{pct(train_success_at(run, e['env_steps']))} |" for e in run["evals"]]
+                      + ", ".join(f"{k} {pct(v)}" for k, v in sorted(e["success_per_class"].items())) + " |"
+                      for e in run["unbiased"]]
             lines.append("")
         write_curve_json(run)
     for label in missing:
