@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import math
 import subprocess
 import sys
@@ -32,9 +33,12 @@ import numpy as np  # noqa: E402
 
 
 def evaluate(run: Path, iteration: int, tasks: int, episodes: int, seed: int, out: Path) -> Path:
-    """``metarl evaluate`` of one checkpoint; returns its curves.csv (reused when already there)."""
+    """``metarl evaluate`` of one checkpoint; returns its curves.csv (reused when already there, also
+    gzipped as committed: ``curves.csv.gz``)."""
     folder = out / f"{run.name}-iter{iteration:04d}"
     curves = folder / "curves.csv"
+    if not curves.is_file() and (folder / "curves.csv.gz").is_file():
+        return folder / "curves.csv.gz"
     if not curves.is_file():
         ckpt = run / "checkpoints" / f"iter_{iteration:06d}"
         cmd = [str(Path(sys.executable).with_name("metarl")), "evaluate", str(run), "--checkpoint", str(ckpt),
@@ -47,7 +51,8 @@ def evaluate(run: Path, iteration: int, tasks: int, episodes: int, seed: int, ou
 def per_task(curves: Path) -> dict[int, np.ndarray]:
     """Round -> returns per task (ordered by task index)."""
     rows: dict[int, dict[int, float]] = defaultdict(dict)
-    with curves.open(newline="") as f:
+    opener = gzip.open if curves.suffix == ".gz" else open
+    with opener(curves, "rt", newline="") as f:
         for row in csv.DictReader(f):
             rows[int(row["round"])][int(row["task"])] = float(row["return_mean"])
     return {k: np.array([v[t] for t in sorted(v)]) for k, v in rows.items()}
