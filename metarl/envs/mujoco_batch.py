@@ -239,7 +239,7 @@ class LocomotionBatch(EnvBatch):
         return self._finish(obs_out, with_info=True)
 
     def step_start(self, slots: np.ndarray, actions: np.ndarray) -> None:
-        """Write the controls, then start the physics on the pool's threads; the caller's thread
+        """Write the controls, then start the physics on the helper threads; the caller's thread
         joins in :meth:`step_wait`.
 
         So a serial sampler records the step's inputs while the physics runs. The threads run
@@ -248,10 +248,11 @@ class LocomotionBatch(EnvBatch):
         caller's thread before and after. Why: ``mj_step`` releases the GIL, but a thread coming
         back from it must take the GIL again, and when another thread holds it that costs a
         futex wake (tens of µs on this VM, against 17 µs of HalfCheetah physics). Measured side
-        by side at 40 envs on 2 cores, keeping the per-env Python out of the threads took the
-        batch from 1.70x to 1.94x the stock loop. Threads take the next unstepped env from the
-        counter rather than a fixed share, so one thread's slow envs (more contacts) do not leave
-        another idle (``next()`` on an ``itertools.count`` is atomic under the GIL).
+        by side at 40 envs on 2 cores, keeping the per-env Python out of the threads (and
+        :class:`_StepThreads` for the pool) took HalfCheetah from 1.83x to about 2.0x the stock
+        loop. Threads take the next unstepped env from the counter rather than a fixed share, so
+        one thread's slow envs (more contacts) do not leave another idle (``next()`` on an
+        ``itertools.count`` is atomic under the GIL).
         """
         n = len(slots)
         rows = slots.tolist()
@@ -269,13 +270,13 @@ class LocomotionBatch(EnvBatch):
             self._pool = _StepThreads(self.threads - 1)
         if helpers:
             self._pool.start(self._advance, args, helpers)
-        self._started = (slots, actions, args, helpers)
+        self._started = (slots, actions, values, args, helpers)
 
     def step_wait(self, obs_out: np.ndarray) -> StepResult:
         return self._finish(obs_out, with_info=False)[0]
 
     def _finish(self, obs_out: np.ndarray, with_info: bool) -> tuple[StepResult, dict[str, np.ndarray]]:
-        slots, actions, args, helpers = self._started
+        slots, actions, values, args, helpers = self._started
         self._started = None
         errors: list[BaseException] = []
         try:
@@ -303,7 +304,7 @@ class LocomotionBatch(EnvBatch):
         qpos = after[:, 1 : 1 + self.nq]
         obs_out[span] = self._observe(after)
         p, info = self.params, {}
-        ctrl = self.ctrl_weight * _rowdot(np.asarray(actions, dtype=np.float64))
+        ctrl = self.ctrl_weight * _rowdot(values)
         if with_info:  # gymnasium's own control cost, in the action's dtype as gymnasium computes it
             info["reward_ctrl"] = -(self.gym_ctrl_weight * np.sum(np.square(actions), axis=1))
         if not self.ant:
