@@ -116,6 +116,38 @@ def test_trpo_step_is_the_same_with_either_linearization(mode: str) -> None:
     assert any((new[k] - meta[k]).abs().max() > 1e-6 for k in meta)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_kl_directions_share_the_fisher_and_differ_beyond_it(discrete: bool) -> None:
+    """KL(new || old) (the MAML reference code's) against KL(old || new): the same Hessian at the
+    snapshot, so the same TRPO step; different values away from it, which the line search sees."""
+    policy, pres, post = _setup(discrete, 1, seed=5)
+    meta = module_params(policy, detach=True)
+    objectives = {d: MamlObjective(policy, meta, pres, post, inner_lr=0.3, kl_direction=d)  # type: ignore[arg-type]
+                  for d in ("old_new", "new_old")}
+    lins = {d: autograd_linearization(o, meta, 0.0) for d, o in objectives.items()}
+    v = torch.randn(lins["old_new"].grad.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(lins["new_old"].fvp(v), lins["old_new"].fvp(v), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(objectives["new_old"].linearize(meta, 0.0).fvp(v), lins["new_old"].fvp(v),
+                               rtol=1e-9, atol=1e-12)
+    moved = {k: t + 0.3 * torch.randn(t.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+             for k, t in meta.items()}
+    kl_old_new = objectives["old_new"](moved)[1]
+    kl_new_old = objectives["new_old"](moved)[1]
+    assert abs(float(kl_new_old - kl_old_new)) > 1e-3 * float(kl_old_new)
+    # the reversed measure by hand: torch's KL(new || old) per step, masked mean per task, mean over tasks
+    o = objectives["new_old"]
+    with torch.no_grad():
+        adapted = o.adapted_params(moved)
+        per_task = []
+        for i in range(post.num_tasks):
+            params = {k: t[i] for k, t in adapted.items()}
+            new = policy.head.distribution(policy.dist_params(params, post.obs[i]))
+            old = policy.head.distribution(tuple(t[i] for t in o.old_out))
+            kl = torch.distributions.kl_divergence(new, old)
+            per_task.append((kl * post.mask[i]).sum() / post.mask[i].sum())
+    torch.testing.assert_close(kl_new_old, torch.stack(per_task).mean(), rtol=1e-9, atol=1e-12)
+
+
 def test_linearize_refuses_other_parameters() -> None:
     policy, pres, post = _setup(False, 1)
     meta = module_params(policy, detach=True)

@@ -36,6 +36,7 @@ from metarl.agents.base import (
 from metarl.core import (
     BatchedMode,
     InnerLoss,
+    KLDirection,
     MamlObjective,
     StepSize,
     TaskBatch,
@@ -73,6 +74,10 @@ class MAMLTRPOConfig(CommonConfig):
     line_search_steps: int = param(15, min=1, help="backtracking line-search candidates before the step is rejected")
     backtrack_ratio: float = param(0.8, min=0.0, max=1.0, exclusive_min=True, exclusive_max=True,
                                    help="line search: each candidate is this fraction of the previous one")
+    kl_direction: KLDirection = param("old_new", choices=["old_new", "new_old"],
+                                      help="which KL the trust region bounds: KL(old || new), the TRPO paper's, or "
+                                           "KL(new || old), the MAML reference code's; the step is the same, the "
+                                           "line search's acceptance differs at third order")
     step_weighting: StepWeighting = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
@@ -173,7 +178,8 @@ class MAMLTRPO(MetaAgent):
         cfg = self.config
         return MamlObjective(self.policy, meta, pre_batches, self.batch(post, inner=False), inner_lr=cfg.inner_lr,
                              first_order=cfg.first_order, batched=cfg.batched, frozen=self.frozen,
-                             inner_loss=cfg.inner_loss, learned_lr=self.learned_step_size)
+                             inner_loss=cfg.inner_loss, learned_lr=self.learned_step_size,
+                             kl_direction=cfg.kl_direction)
 
     def train_iteration(self, it: int) -> dict[str, float]:
         cfg = self.config

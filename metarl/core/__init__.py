@@ -52,6 +52,7 @@ from metarl.core.checks import NonFiniteError, check_finite
 from metarl.core.device import resolve_device
 from metarl.core.gae import discounted_returns, gae
 from metarl.core.losses import (
+    KLDirection,
     entropy,
     kl_divergence,
     masked_mean,
@@ -76,6 +77,7 @@ __all__ = [
     "advantage_spread",
     "BatchedMode",
     "InnerLoss",
+    "KLDirection",
     "AdamState",
     "MamlObjective",
     "StepSize",

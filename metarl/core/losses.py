@@ -9,10 +9,14 @@ to be *minimized*.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution
 from torch.distributions import kl_divergence as _kl
+
+KLDirection = Literal["old_new", "new_old"]
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -60,9 +64,14 @@ def ppo_clip_loss(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, 
     return -masked_mean(torch.minimum(ratio * adv, clipped * adv), mask)
 
 
-def kl_divergence(old: Distribution, new: Distribution, mask: Tensor) -> Tensor:
-    """Mean ``KL(old || new)`` over real steps (the TRPO trust-region measure)."""
-    return masked_mean(pointwise_kl(old, new), mask)
+def kl_divergence(old: Distribution, new: Distribution, mask: Tensor, direction: KLDirection = "old_new") -> Tensor:
+    """Mean ``KL(old || new)`` over real steps (the TRPO trust-region measure), or ``KL(new || old)``.
+
+    Both directions have the same Hessian at ``new == old`` (the Fisher), so they give TRPO the same
+    step direction and length; they differ at third order, which is what the line search checks.
+    """
+    p, q = (old, new) if direction == "old_new" else (new, old)
+    return masked_mean(pointwise_kl(p, q), mask)
 
 
 def pointwise_kl(old: Distribution, new: Distribution) -> Tensor:

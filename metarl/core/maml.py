@@ -6,7 +6,8 @@ meta-loss is the mean over tasks; its gradient w.r.t. the meta-parameters flows
 back through the inner gradient steps (second order) unless ``first_order``. The
 KL is measured between the adapted policy that collected the post-update batch
 (snapshotted at construction) and the adapted policy of candidate meta-parameters,
-which is the trust region MAML-TRPO uses.
+which is the trust region MAML-TRPO uses: ``KL(old || new)`` as in the TRPO paper, or with
+``kl_direction="new_old"`` ``KL(new || old)`` as the MAML reference code measures it.
 
 With ``learned_lr`` the inner step sizes are meta-parameters too (Meta-SGD): ``meta_params``
 then holds, beside the policy's parameters, one tensor ``step_size_key(name)`` per parameter
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from metarl.core.adaptation import BatchedMode, InnerLoss, TaskBatch, adapt, map_tasks, resolve_batched
 from metarl.core.checks import check_finite
-from metarl.core.losses import kl_divergence, surrogate_loss
+from metarl.core.losses import KLDirection, kl_divergence, surrogate_loss
 from metarl.core.params import Params, replicate_params
 from metarl.core.trpo import Linearization
 
@@ -66,8 +67,9 @@ class MamlObjective:
         frozen: frozenset[str] = frozenset(),
         inner_loss: InnerLoss = "log_likelihood",
         learned_lr: bool = False,
+        kl_direction: KLDirection = "old_new",
     ) -> None:
-        self.policy, self.learned_lr = policy, learned_lr
+        self.policy, self.learned_lr, self.kl_direction = policy, learned_lr, kl_direction
         self.frozen, self.inner_loss = frozen, inner_loss
         self.pre_batches = list(pre_batches)
         self.post_batch = post_batch
@@ -110,7 +112,7 @@ class MamlObjective:
         head = self.policy.head
         dist = head.distribution(self.policy.dist_params(params, batch.obs))
         loss = surrogate_loss(dist.log_prob(batch.actions), old_log_probs, batch.advantages, batch.mask)
-        kl = kl_divergence(head.distribution(old_out), dist, batch.mask)
+        kl = kl_divergence(head.distribution(old_out), dist, batch.mask, self.kl_direction)
         return loss, kl
 
     def task_terms(self, meta_params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
