@@ -55,6 +55,7 @@ from metarl.sampling import Episodes
 
 FisherMode = Literal["structured", "autograd"]
 InnerAdvantages = Literal["normalize", "center", "relative"]
+TestStepWeighting = Literal["train", "step", "episode"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class MAMLTRPOConfig(CommonConfig):
     step_weighting: StepWeighting = param("step", choices=["step", "episode"],
                                 help="how a task's losses average its steps: every step alike, or every episode "
                                      "alike (the MAML reference code's; short episodes' steps weigh more)")
+    test_step_weighting: TestStepWeighting = param(
+        "train", choices=["train", "step", "episode"],
+        help="how the meta-test inner step averages its episodes' steps: as in training (step_weighting), or "
+             "every step / every episode alike. Training is unchanged. With the MAML reference code's estimator "
+             "(step_weighting=episode) an every-step meta-test raises the share of point-nav tasks improved "
+             "(experiments/results/maml_reference.md, session 12)")
     inner_loss: InnerLoss = param("lvc", choices=["lvc", "log_likelihood"],
                                   help="inner loss the meta-gradient differentiates: lvc (ProMP's: the same inner step, "
                                        "plus the curvature of sampling) or log_likelihood (the MAML paper's, whose "
@@ -134,16 +141,18 @@ class MAMLTRPO(MetaAgent):
         actor = PolicyActor(self.policy, params)
         return self.sampler.sample(tasks, actor, episodes, seed=self.next_seed() if seed is None else seed)
 
-    def batch(self, episodes: Episodes, *, inner: bool = True, track_spread: bool = False) -> TaskBatch:
+    def batch(self, episodes: Episodes, *, inner: bool = True, track_spread: bool = False,
+              weighting: StepWeighting | None = None) -> TaskBatch:
         """The task batch of ``episodes``: of an inner step (``inner``) or of the post-update surrogate.
 
         ``track_spread``: these are training tasks' pre-update episodes, so they update the running
         typical spread that ``inner_advantages=relative`` scales by (and meta-test reuses).
+        ``weighting``: the step weighting, if not the configured ``step_weighting``.
         """
         cfg = self.config
         mode = cfg.inner_advantages if inner else "normalize"
         batch = task_batch(episodes, discount=cfg.discount, gae_lambda=cfg.gae_lambda, device=self.device,
-                           weighting=cfg.step_weighting, scale=mode == "normalize")
+                           weighting=weighting or cfg.step_weighting, scale=mode == "normalize")
         if mode != "relative":
             return batch
         if track_spread or self.typical_spread is None:
@@ -155,10 +164,12 @@ class MAMLTRPO(MetaAgent):
         return batch._replace(advantages=relative_advantages(batch.advantages, batch.mask, reference,
                                                              power=cfg.relative_power))
 
-    def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes) -> dict[str, torch.Tensor]:
+    def adapt(self, params: Mapping[str, torch.Tensor], episodes: Episodes, *,
+              weighting: StepWeighting | None = None) -> dict[str, torch.Tensor]:
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
         with torch.no_grad():
-            adapted = adapt(self.policy, params, self.batch(episodes), lr=self.step_size(), first_order=True,
+            adapted = adapt(self.policy, params, self.batch(episodes, weighting=weighting), lr=self.step_size(),
+                            first_order=True,
                             batched=self.config.batched, frozen=self.frozen)
         return {k: v.detach() for k, v in adapted.items()}
 
@@ -244,7 +255,8 @@ class _InnerStepSession:
         return PolicyActor(self.agent.policy, self.params)
 
     def adapt(self, episodes: Episodes) -> None:
-        self.params = self.agent.adapt(self.params, episodes)
+        test = self.agent.config.test_step_weighting
+        self.params = self.agent.adapt(self.params, episodes, weighting=None if test == "train" else test)
 
 
 @dataclass(frozen=True)
