@@ -4,8 +4,8 @@ The share of tasks improved is the figure where metarl and the MAML reference co
 it is decided by few goals: those near the start, where one fixed-size step overshoots. This script
 splits a held-out evaluation (the ``curves.csv[.gz]`` that ``maml_heldout_curve.py`` writes, one folder
 per run) by the goal's distance from the start. The goals are not in the curves, so it draws them again
-the way ``metarl evaluate --seed S`` does (``PointNav().sample(tasks, rng=S, split="test")``) and checks
-the count against the curves.
+the way ``metarl evaluate --seed S`` does (``PointNav().sample(tasks, rng=S, split="test")``), as many as
+the curves hold, so ``--seed`` must be the evaluation's own.
 
     python experiments/maml_gain_by_distance.py experiments/results/maml-reference/heldout400/*-iter0150 --seed 1
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="evaluation folders (one run's checkpoint each)")
     parser.add_argument("--seed", type=int, default=1, help="the --seed the evaluations were made with")
     args = parser.parse_args(argv)
-    header = " | ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(EDGES, EDGES[1:], strict=False))
+    header = " | ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in pairwise(EDGES))
     print(f"| run | improved | {header} |")
     print("|---|---:|" + "---:|" * (len(EDGES) - 1))
     for folder in args.folders:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = PointNav().sample(len(gain), rng=args.seed, split="test")
         distance = np.array([np.hypot(*t.params["goal"]) for t in tasks])
         cells = []
-        for lo, hi in zip(EDGES, EDGES[1:], strict=False):
+        for lo, hi in pairwise(EDGES):
             m = (distance >= lo) & (distance < hi)
             cells.append(f"{m.sum()} goals: {100 * (gain[m] > 0).mean():.0f}%, {gain[m].mean():+.1f}" if m.any() else "")
         print(f"| {folder.name} | {100 * (gain > 0).mean():.1f}% | " + " | ".join(cells) + " |")

@@ -54,9 +54,8 @@ def test_relative_inner_advantages_keep_their_typical_spread_through_resume(tmp_
 def test_meta_test_step_weighting_changes_only_the_meta_test_inner_step(tmp_path: Path) -> None:
     """``test_step_weighting=step`` on a run trained with per-episode weighting: the adaptation
     session takes the every-step inner step, training's own ``adapt`` keeps the per-episode one, and
-    the two differ once episodes end at different times (goals close enough to be reached)."""
-    env = "point-nav"
-    train("maml-trpo", env, overrides=[*TINY, "trainer.iterations=1", "step_weighting=episode",
+    the two differ once episodes end at different times (here: one episode per task cut short)."""
+    train("maml-trpo", "point-nav", overrides=[*TINY, "trainer.iterations=1", "step_weighting=episode",
                                        "test_step_weighting=step"], seed=2, run_dir=tmp_path / "r")
     agent = load_agent(tmp_path / "r")
     tasks = agent.family.sample(2, rng=0, split="test")

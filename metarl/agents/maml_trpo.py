@@ -169,8 +169,7 @@ class MAMLTRPO(MetaAgent):
         """One inner policy-gradient step per task on ``episodes``, detached: for acting, not for meta-gradients."""
         with torch.no_grad():
             adapted = adapt(self.policy, params, self.batch(episodes, weighting=weighting), lr=self.step_size(),
-                            first_order=True,
-                            batched=self.config.batched, frozen=self.frozen)
+                            first_order=True, batched=self.config.batched, frozen=self.frozen)
         return {k: v.detach() for k, v in adapted.items()}
 
     # -- what the meta-update optimizes (variants such as Meta-SGD extend these) -----------
