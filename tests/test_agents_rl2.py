@@ -172,6 +172,30 @@ def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:
     torch.testing.assert_close(again, trials.log_probs, atol=1e-5, rtol=0)
 
 
+def test_reward_input_scale_scales_the_reward_input_only() -> None:
+    """The memory sees r * scale; rewards, returns and every other input column stay as collected,
+    and the rollout's log-probs are the training pass's (the actor builds its inputs the same way)."""
+    from metarl.envs import make_family
+
+    family = make_family("point-nav?horizon=5")
+    plain, scaled = agent(family, "gru"), agent(family, "gru", reward_input_scale=0.1)
+    scaled.net.load_state_dict(plain.net.state_dict())
+    tasks = family.sample(2, rng=1)
+    eps = plain.collect(tasks, trials=2, episodes_per_trial=2, seed=3)
+    a, b = pack_trials(plain.net, eps, plain.device), pack_trials(scaled.net, eps, scaled.device)
+    col = plain.net.policy.obs_dim + plain.net.policy.action_dim  # [obs, prev_action, prev_reward, done]
+    assert a.inputs[..., col].abs().max() > 0
+    torch.testing.assert_close(b.inputs[..., col], a.inputs[..., col] * 0.1)
+    keep = [c for c in range(a.inputs.shape[-1]) if c != col]
+    assert torch.equal(b.inputs[..., keep], a.inputs[..., keep]) and torch.equal(b.rewards, a.rewards)
+    eps_scaled = scaled.collect(tasks, trials=2, episodes_per_trial=2, seed=3)
+    trials = pack_trials(scaled.net, eps_scaled, scaled.device)
+    with torch.no_grad():
+        again = scaled.net.heads(scaled.net.features(trials.inputs)[0])[0].log_prob(trials.actions)
+    torch.testing.assert_close(again, trials.log_probs, atol=1e-5, rtol=0)
+    assert not torch.equal(eps_scaled.actions[:, :, 1:], eps.actions[:, :, 1:])  # the memory saw other rewards
+
+
 def test_truncated_bptt_keeps_the_forward_pass() -> None:
     """Segments continue the memory, so TBPTT changes gradients, never the recomputed log-probs."""
     a = agent(CueFamily(horizon=4, n=3), "lstm", bptt=3)

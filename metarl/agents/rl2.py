@@ -57,6 +57,9 @@ class RL2Config(CommonConfig):
     transition_key: bool = param(False, help="also input vec(previous obs x previous action) and that times the "
                                              "previous reward: a one-hot (state, action) key on tabular tasks, so "
                                              "memory can file each reward under its pair; off in the paper")
+    reward_input_scale: float = param(1.0, min=0.0, exclusive_min=True,
+                                      help="the previous reward enters the memory times this (inputs only; returns "
+                                           "are unscaled); 0.1 for Meta-World's 0-10 rewards, as its RL² wrapper does")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
@@ -91,7 +94,7 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
                                  init_std=config.init_std, extra_inputs=extra)
     return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso,
-                  transition_key=config.transition_key)
+                  transition_key=config.transition_key, reward_input_scale=config.reward_input_scale)
 
 
 class RL2(MetaAgent):

@@ -57,9 +57,10 @@ class RL2Net(nn.Module):
     """
 
     def __init__(self, policy: SequencePolicy, *, transition_inputs: bool = False, torso: bool = False,
-                 transition_key: bool = False) -> None:
+                 transition_key: bool = False, reward_input_scale: float = 1.0) -> None:
         super().__init__()
         self.policy = policy
+        self.reward_input_scale = float(reward_input_scale)
         self.recurrent = isinstance(policy, RecurrentPolicy)
         self.transition_inputs = transition_inputs
         self.transition_key = transition_key
@@ -84,7 +85,13 @@ class RL2Net(nn.Module):
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor,
                     prev_obs: Tensor | None = None) -> Tensor:
         """RL² inputs ``[obs, prev_action, prev_reward, done]``, then ``prev_obs`` with ``transition_inputs``,
-        then the (previous observation x previous action) key and key x reward with ``transition_key``."""
+        then the (previous observation x previous action) key and key x reward with ``transition_key``.
+
+        The reward enters times ``reward_input_scale``: the memory's inputs should be O(1), and a
+        family's rewards may not be (Meta-World's are 0-10 per step; its own RL² wrapper divides them
+        by 10). Only the input is scaled; returns, advantages and the value targets are not."""
+        if self.reward_input_scale != 1.0:
+            prev_reward = prev_reward * self.reward_input_scale
         x = self.policy.make_inputs(obs, prev_action, prev_reward, done)
         if not (self.transition_inputs or self.transition_key):
             return x
