@@ -172,6 +172,25 @@ def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:
     torch.testing.assert_close(again, trials.log_probs, atol=1e-5, rtol=0)
 
 
+def test_step_per_segment_takes_one_adam_step_per_segment() -> None:
+    """bptt=3 over 12-step trials: 4 Adam steps per minibatch with step_per_segment, 1 without; both learn
+    from the same data, and without segments the option is a configuration error naming bptt."""
+    from metarl.runs import ConfigError
+
+    steps = {}
+    for per_segment in (False, True):
+        a = agent(CueFamily(horizon=4, n=3), "gru", bptt=3, step_per_segment=per_segment, epochs=2, minibatches=2,
+                  meta_batch_size=2, trials_per_task=2)
+        before = {k: v.clone() for k, v in a.net.state_dict().items()}
+        metrics = a.train_iteration(0)
+        assert metrics["grad_norm"] > 0
+        assert any(not torch.equal(before[k], v) for k, v in a.net.state_dict().items())
+        steps[per_segment] = max(int(s["step"]) for s in a.optimizer.state_dict()["state"].values())
+    assert steps == {False: 2 * 2, True: 2 * 2 * 4}
+    with pytest.raises(ConfigError, match="bptt"):
+        agent(CueFamily(horizon=4, n=3), "gru", step_per_segment=True)
+
+
 def test_reward_input_scale_scales_the_reward_input_only() -> None:
     """The memory sees r * scale; rewards, returns and every other input column stay as collected,
     and the rollout's log-probs are the training pass's (the actor builds its inputs the same way)."""

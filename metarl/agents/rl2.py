@@ -71,6 +71,8 @@ class RL2Config(CommonConfig):
     discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma over the whole trial")
     gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda over the whole trial")
     bptt: int = param(0, min=0, help="truncated BPTT length in steps (0: backprop through whole trials; GRU/LSTM)")
+    step_per_segment: bool = param(False, help="with bptt: one Adam step per segment (the Meta-World+ reference's "
+                                               "scheme) instead of one per minibatch of whole trials")
     value_warmup: int = param(0, min=0, help="first N iterations only refit the value head (least squares on "
                                            "frozen features), e.g. after init_from changed the return scale")
     value_norm: float = param(0.9, min=0.0, max=1.0, help="momentum of the PopArt return statistics the value "
@@ -106,6 +108,9 @@ class RL2(MetaAgent):
     def __init__(self, config: RL2Config, family: str | TaskFamily, *, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(config, family, seed=seed, device=device)
+        if config.step_per_segment and not config.bptt:
+            raise ConfigError("step_per_segment=true needs segments: set bptt to a segment length in steps "
+                              "(e.g. bptt=250), or step_per_segment=false")
         if config.bptt and config.policy == "snail":
             raise ConfigError("bptt: truncated BPTT needs a recurrent policy (gru/lstm); SNAIL attends to the "
                               "whole trial, set bptt=0")
@@ -140,14 +145,18 @@ class RL2(MetaAgent):
 
     def minibatch_step(self, trials: Trials, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """One Adam step on PPO's loss over whole trials; with ``bptt`` the trials are cut into segments
-        whose gradients stop at segment starts (the memory itself flows on), accumulated into one step."""
+        whose gradients stop at segment starts (the memory itself flows on), accumulated into one step,
+        or with ``step_per_segment`` one step per segment (later segments then run on updated weights,
+        from the memory the earlier weights left: the reference's scheme, more steps per pass)."""
         cfg = self.config
         total = trials.mask.sum().clamp(min=1.0)
         length = trials.mask.shape[1]
         seg = cfg.bptt or length
-        self.optimizer.zero_grad(set_to_none=True)
+        per_segment = cfg.step_per_segment and seg < length
         state: Any = None
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
+        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0,
+                "grad_norm": 0.0}
+        self.optimizer.zero_grad(set_to_none=True)
         for start in range(0, length, seg):
             sl = slice(start, start + seg)
             mask = trials.mask[:, sl]
@@ -159,7 +168,10 @@ class RL2(MetaAgent):
             pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
             vf = 0.5 * masked_mean((values - self.net.normalize(returns[:, sl])) ** 2, mask)
             ent = entropy(dist, mask)
-            ((pg + cfg.vf_coef * vf - cfg.ent_coef * ent) * weight).backward()
+            loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            (loss if per_segment else loss * weight).backward()
+            if per_segment:
+                sums["grad_norm"] += float(self._clipped_step()) * float(weight)
             with torch.no_grad():
                 log_ratio = log_probs - trials.log_probs[:, sl]
                 kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mask)
@@ -167,9 +179,16 @@ class RL2(MetaAgent):
             for key, val in (("policy_loss", pg), ("value_loss", vf), ("entropy", ent), ("approx_kl", kl),
                              ("clip_frac", clipped)):
                 sums[key] += float(val.detach() * weight)
-        sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm))
-        self.optimizer.step()
+        if not per_segment:
+            sums["grad_norm"] = float(self._clipped_step())
         return sums
+
+    def _clipped_step(self) -> torch.Tensor:
+        """Clip the gradient's global norm, take the Adam step, clear the gradient; the norm before clipping."""
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
 
     def train_iteration(self, it: int) -> dict[str, float]:
         cfg = self.config
