@@ -174,13 +174,15 @@ def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:
 
 def test_step_per_segment_takes_one_adam_step_per_segment() -> None:
     """bptt=3 over 12-step trials: 4 Adam steps per minibatch with step_per_segment, 1 without; both learn
-    from the same data, and without segments the option is a configuration error naming bptt."""
+    from the same data, and without segments the option is a configuration error naming bptt.
+    (Bandit trials have a fixed length, so no segment is all padding, which would take no step.)"""
+    from metarl.envs import make_family
     from metarl.runs import ConfigError
 
     steps = {}
     for per_segment in (False, True):
-        a = agent(CueFamily(horizon=4, n=3), "gru", bptt=3, step_per_segment=per_segment, epochs=2, minibatches=2,
-                  meta_batch_size=2, trials_per_task=2)
+        a = agent(make_family("bandit?k=2&n=12"), "gru", bptt=3, step_per_segment=per_segment, epochs=2,
+                  minibatches=2, meta_batch_size=2, trials_per_task=2)
         before = {k: v.clone() for k, v in a.net.state_dict().items()}
         metrics = a.train_iteration(0)
         assert metrics["grad_norm"] > 0
@@ -189,6 +191,13 @@ def test_step_per_segment_takes_one_adam_step_per_segment() -> None:
     assert steps == {False: 2 * 2, True: 2 * 2 * 4}
     with pytest.raises(ConfigError, match="bptt"):
         agent(CueFamily(horizon=4, n=3), "gru", step_per_segment=True)
+    # a segment that is all padding (trials that ended early) has no gradient and takes no step
+    a = agent(make_family("bandit?k=2&n=12"), "gru", bptt=3, step_per_segment=True)
+    trials = pack_trials(a.net, a.collect(a.family.sample(2, rng=0), trials=1, episodes_per_trial=12, seed=1), a.device)
+    trials = trials._replace(mask=torch.where(torch.arange(12) < 9, trials.mask, torch.zeros_like(trials.mask)))
+    adv, returns, _ = a.advantages(trials)
+    a.minibatch_step(trials, adv, returns)
+    assert max(int(s["step"]) for s in a.optimizer.state_dict()["state"].values()) == 3
 
 
 def test_reward_input_scale_scales_the_reward_input_only() -> None:

@@ -152,7 +152,7 @@ class RL2(MetaAgent):
         total = trials.mask.sum().clamp(min=1.0)
         length = trials.mask.shape[1]
         seg = cfg.bptt or length
-        per_segment = cfg.step_per_segment and seg < length
+        per_segment = cfg.step_per_segment
         state: Any = None
         sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0,
                 "grad_norm": 0.0}
@@ -170,7 +170,7 @@ class RL2(MetaAgent):
             ent = entropy(dist, mask)
             loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
             (loss if per_segment else loss * weight).backward()
-            if per_segment:
+            if per_segment and bool(mask.any()):  # an all-padding segment has no gradient, so no Adam step
                 sums["grad_norm"] += float(self._clipped_step()) * float(weight)
             with torch.no_grad():
                 log_ratio = log_probs - trials.log_probs[:, sl]
