@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from metarl.agents.rl2_actor import RL2Actor, pack_trials
 from metarl.envs import register
 from metarl.envs.base import Task, TaskEnv, TaskFamily
 from metarl.evaluation.references import reference_rows
+from metarl.nn import RecurrentPolicy
 from metarl.sampling import make_sampler
 from metarl.sampling.episodes import trial_returns, trial_rounds
 
@@ -119,8 +121,9 @@ def test_memory_is_carried_across_episodes_and_reset_between_trials() -> None:
                                              ("gru", {"transition_inputs": True, "torso": True}),
                                              ("snail", {"transition_inputs": True, "torso": True}),
                                              ("gru", {"transition_key": True, "torso": True}),
-                                             ("lstm", {"transition_inputs": True, "transition_key": True})])
-def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[str, bool]) -> None:
+                                             ("lstm", {"transition_inputs": True, "transition_key": True}),
+                                             ("gru", {"encoder_sizes": (8, 8), "torso": True})])
+def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[str, Any]) -> None:
     """Trials with episodes of random lengths: packing + previous action/reward/done line up step by step."""
     a = agent(CueFamily(horizon=4, n=3), policy, **options)
     eps = a.collect(a.family.sample(4, rng=1), trials=3, episodes_per_trial=3, seed=2)
@@ -152,6 +155,57 @@ def test_training_recomputes_the_rollout_log_probs(policy: str, options: dict[st
             wrong[:, :, -2 * key.shape[-1]:] = torch.cat([key, key * trials.inputs[..., reward_col:reward_col + 1]], -1)
             bad = a.net.heads(a.net.features(wrong)[0])[0].log_prob(trials.actions)
             assert (bad[real] - trials.log_probs[real]).abs().max() > 1e-3
+
+
+def test_input_encoder_sits_between_the_inputs_and_the_cell() -> None:
+    """encoder_sizes: a tanh MLP per step before the GRU; the cell then reads its width, and the
+    features are the cell run on the encoded inputs (not on the raw ones)."""
+    a = agent(CueFamily(horizon=3, n=3), "gru", encoder_sizes=(8, 5))
+    policy = a.net.policy
+    assert policy.encoder is not None and policy.rnn.input_size == 5
+    assert [m.out_features for m in policy.encoder if isinstance(m, torch.nn.Linear)] == [8, 5]
+    inputs = torch.randn(2, 4, policy.input_dim)
+    with torch.no_grad():
+        features, _ = policy.features(inputs)
+        expected, _ = policy.rnn(policy.encoder(inputs))
+        torch.testing.assert_close(features, expected, rtol=0, atol=0)
+        step, _ = policy.step_features(inputs[:, 0], policy.initial_state(2))
+        torch.testing.assert_close(step, features[:, 0], atol=1e-6, rtol=0)
+    plain = agent(CueFamily(horizon=3, n=3), "gru")
+    assert plain.net.policy.encoder is None and not any("encoder" in k for k in plain.net.state_dict())
+    with pytest.raises(ValueError, match="encoder_sizes"):
+        RecurrentPolicy(3, 2, discrete=True, encoder_sizes=(4, 0))
+
+
+def test_state_std_head_starts_at_init_std_and_learns_a_per_step_noise() -> None:
+    """state_std: the log-std is a layer on the features. It starts at log(init_std) everywhere (zero
+    weights), so the first policy is the plain head's; rollouts and training still agree; and its
+    weights are trained, so after an update the std differs from step to step."""
+    from metarl.envs import make_family
+    from metarl.nn import StateStdGaussianHead
+
+    family = make_family("point-nav")
+    torch.set_num_threads(1)
+    a = RL2(RL2Config(hidden_size=16, meta_batch_size=2, trials_per_task=2, trial_episodes=2, state_std=True,
+                      init_std=0.5, epochs=1, minibatches=1), family, seed=0)
+    head = a.net.policy.head
+    assert isinstance(head, StateStdGaussianHead) and not hasattr(head, "log_std")
+    eps = a.collect(family.sample(2, rng=1), trials=2, episodes_per_trial=2, seed=2)
+    trials = pack_trials(a.net, eps, a.device)
+    real = trials.mask > 0
+    with torch.no_grad():
+        features = a.net.features(trials.inputs)[0]
+        _, log_std = head(features)
+        torch.testing.assert_close(log_std[real], torch.full_like(log_std[real], math.log(0.5)))
+        again = a.net.heads(features)[0].log_prob(trials.actions)
+        torch.testing.assert_close(again[real], trials.log_probs[real], atol=1e-5, rtol=0)
+    a.update(eps)
+    assert head.log_std_layer.weight.abs().max() > 0
+    with torch.no_grad():
+        _, log_std = head(a.net.features(trials.inputs)[0])
+    assert float(log_std[real].std(dim=0).max()) > 1e-6  # per-step noise now, not one global std
+    with pytest.raises(ValueError, match="state_std"):
+        RecurrentPolicy(3, 2, discrete=True, state_std=True)
 
 
 def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:

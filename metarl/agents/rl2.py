@@ -46,6 +46,9 @@ class RL2Config(CommonConfig):
     trial_episodes: int = param(0, min=0, help="episodes per trial (0: the family's default, e.g. bandit n)")
     hidden_size: int = param(256, min=1, help="GRU/LSTM hidden units")
     num_layers: int = param(1, min=1, help="GRU/LSTM layers")
+    encoder_sizes: tuple[int, ...] = param((), min=1, help="tanh MLP widths applied to each step's inputs before the "
+                                                  "GRU/LSTM, e.g. [256, 256] as the Meta-World+ reference RL² "
+                                                  "(empty: the cell reads the inputs directly, as in the paper)")
     snail_embed: int = param(32, min=1, help="SNAIL input embedding width")
     snail_filters: int = param(32, min=1, help="SNAIL filters per dense block")
     snail_key_size: int = param(32, min=1, help="SNAIL attention key width")
@@ -61,6 +64,9 @@ class RL2Config(CommonConfig):
                                       help="the previous reward enters the memory times this (inputs only; returns "
                                            "are unscaled); 0.1 for Meta-World's 0-10 rewards, as its RL² wrapper does")
     init_std: float = param(1.0, min=0.0, exclusive_min=True, help="initial action std (Gaussian policies)")
+    state_std: bool = param(False, help="Gaussian policies: the log-std is a layer on the memory's features, so the "
+                                        "trial can explore while searching and narrow its noise once it knows the "
+                                        "task (the Meta-World+ reference's head); off: one learned std per action")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
     minibatches: int = param(4, min=1, help="minibatches of whole trials per epoch")
@@ -90,11 +96,12 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
         policy: RecurrentPolicy | SnailPolicy = SnailPolicy(
             obs_dim, act_dim, discrete=discrete, max_len=trial_steps, embed_size=config.snail_embed,
             filters=config.snail_filters, key_size=config.snail_key_size, value_size=config.snail_value_size,
-            init_std=config.init_std, extra_inputs=extra)
+            init_std=config.init_std, extra_inputs=extra, state_std=config.state_std)
     else:
         policy = RecurrentPolicy(obs_dim, act_dim, discrete=discrete, hidden_size=config.hidden_size,
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
-                                 init_std=config.init_std, extra_inputs=extra)
+                                 init_std=config.init_std, extra_inputs=extra,
+                                 encoder_sizes=config.encoder_sizes, state_std=config.state_std)
     return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso,
                   transition_key=config.transition_key, reward_input_scale=config.reward_input_scale)
 
@@ -119,6 +126,7 @@ class RL2(MetaAgent):
         if config.init_from:
             self.warm_start(config.init_from, self.net.load_compatible,
                             f"family {self.family.full_name}, policy {config.policy}, hidden_size {config.hidden_size}, "
+                            f"encoder_sizes {list(config.encoder_sizes)}, state_std {config.state_std}, "
                             f"transition_inputs {config.transition_inputs}, torso {config.torso}, "
                             f"transition_key {config.transition_key}")
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)

@@ -8,7 +8,7 @@ of per-task weights (``distribution_stacked`` / ``act``).
 
 from metarl.core.baselines import LinearFeatureBaseline  # tensor math, re-exported beside the value function
 from metarl.nn.baselines import MLPValueFunction
-from metarl.nn.heads import CategoricalHead, GaussianHead, make_head
+from metarl.nn.heads import CategoricalHead, GaussianHead, StateStdGaussianHead, make_head
 from metarl.nn.mlp import CategoricalMLPPolicy, GaussianMLPPolicy, WeightInit, init_linear_, mlp
 from metarl.nn.policy import Policy
 from metarl.nn.recurrent import RecurrentPolicy
@@ -19,6 +19,7 @@ __all__ = [
     "CategoricalHead",
     "CategoricalMLPPolicy",
     "GaussianHead",
+    "StateStdGaussianHead",
     "GaussianMLPPolicy",
     "LinearFeatureBaseline",
     "MLPValueFunction",

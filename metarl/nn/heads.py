@@ -62,6 +62,31 @@ class GaussianHead(Head):
         return mean + log_std.exp() * noise
 
 
+class StateStdGaussianHead(GaussianHead):
+    """Diagonal Gaussian whose log-std, like its mean, is a linear function of the features.
+
+    Why for RL²: a trial first searches, then exploits what it found. A single global std must
+    serve both; a state-dependent one lets the memory widen the noise while it is still looking
+    for the task and narrow it once it has found it. The Meta-World+ reference RL² uses this
+    head (its ``std_type=MLP_HEAD``). The log-std's bias starts at ``log(init_std)`` and its
+    weights at zero, so the initial policy's noise is exactly that of :class:`GaussianHead`;
+    it is clamped to ``[log 1e-6, 2]`` (the reference's floor) so a runaway output cannot make
+    the density degenerate.
+    """
+
+    LOG_STD_BOUNDS = (math.log(1e-6), 2.0)
+
+    def __init__(self, in_features: int, action_dim: int, *, init_std: float = 1.0) -> None:
+        super().__init__(in_features, action_dim, init_std=init_std)
+        del self.log_std  # replaced by a layer on the features
+        self.log_std_layer = nn.Linear(in_features, action_dim)
+        nn.init.zeros_(self.log_std_layer.weight)
+        nn.init.constant_(self.log_std_layer.bias, math.log(init_std))
+
+    def forward(self, features: Tensor) -> DistParams:
+        return self.mean(features), self.log_std_layer(features).clamp(*self.LOG_STD_BOUNDS)
+
+
 class CategoricalHead(Head):
     """Categorical over ``n_actions`` discrete actions (logits from a linear layer)."""
 
@@ -85,8 +110,14 @@ class CategoricalHead(Head):
         return torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
 
 
-def make_head(in_features: int, action_dim: int, *, discrete: bool, init_std: float = 1.0) -> Head:
-    """Gaussian head for continuous actions, categorical for discrete ones."""
+def make_head(in_features: int, action_dim: int, *, discrete: bool, init_std: float = 1.0,
+              state_std: bool = False) -> Head:
+    """Gaussian head for continuous actions (state-dependent std with ``state_std``), categorical
+    for discrete ones (where ``state_std`` means nothing and is refused)."""
     if discrete:
+        if state_std:
+            raise ValueError("state_std applies to Gaussian (continuous-action) heads; this action space is discrete")
         return CategoricalHead(in_features, action_dim)
+    if state_std:
+        return StateStdGaussianHead(in_features, action_dim, init_std=init_std)
     return GaussianHead(in_features, action_dim, init_std=init_std)

@@ -10,10 +10,17 @@ Both modes are the head applied to :meth:`RecurrentPolicy.features` /
 :meth:`~RecurrentPolicy.step_features` (the memory's output, ``feature_dim`` wide),
 which a caller that puts its own layers on the memory (``RL2Net``'s value head and
 torso) uses directly.
+
+An optional input encoder (``encoder_sizes``, a tanh MLP applied to each step's inputs before
+the cell) is what the Meta-World+ reference RL² puts in front of its GRU: Meta-World's 39-D
+observations mix positions, quaternions and zeroed goal slots on different scales, and a
+learned per-step embedding lets the cell's gates read features instead of raw coordinates.
+It is per step, so it keeps the network causal and the rollout/training equality intact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -21,6 +28,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from metarl.nn.heads import DistParams, make_head
+from metarl.nn.mlp import mlp
 from metarl.nn.policy import Policy
 from metarl.nn.rl2_inputs import rl2_input_dim, rl2_inputs
 
@@ -44,6 +52,8 @@ class RecurrentPolicy(Policy):
         cell: Literal["gru", "lstm"] = "gru",
         init_std: float = 1.0,
         extra_inputs: int = 0,
+        encoder_sizes: Sequence[int] = (),
+        state_std: bool = False,
     ) -> None:
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -55,10 +65,17 @@ class RecurrentPolicy(Policy):
         self.num_layers = num_layers
         # extra_inputs: features a caller appends after the RL² inputs (e.g. RL2Net's previous observation)
         self.input_dim = rl2_input_dim(obs_dim, action_dim) + extra_inputs
+        if any(size < 1 for size in encoder_sizes):
+            raise ValueError(f"encoder_sizes must be positive widths, got {list(encoder_sizes)}")
+        self.encoder_sizes = tuple(int(size) for size in encoder_sizes)
+        # None (not an empty Sequential) without an encoder, so older checkpoints load unchanged
+        self.encoder = mlp(self.input_dim, self.encoder_sizes) if self.encoder_sizes else None
+        cell_inputs = self.encoder_sizes[-1] if self.encoder_sizes else self.input_dim
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
-        self.rnn = rnn_cls(self.input_dim, hidden_size, num_layers=num_layers, batch_first=True)
+        self.rnn = rnn_cls(cell_inputs, hidden_size, num_layers=num_layers, batch_first=True)
         self.feature_dim = hidden_size  # width of features() / step_features(), what the head reads
-        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std)
+        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
+                              state_std=state_std)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
@@ -83,13 +100,17 @@ class RecurrentPolicy(Policy):
 
         ``state`` continues from an earlier segment (truncated BPTT); ``None`` starts from zeros.
         """
-        features, final = self.rnn(inputs, state)
+        features, final = self.rnn(self._encode(inputs), state)
         return features, final
 
     def step_features(self, inputs: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
         """One step of :meth:`features`: ``inputs [B, input_dim] -> [B, feature_dim]`` and the next state."""
-        features, new_state = self.rnn(inputs.unsqueeze(1), state)
+        features, new_state = self.rnn(self._encode(inputs).unsqueeze(1), state)
         return features.squeeze(1), new_state
+
+    def _encode(self, inputs: Tensor) -> Tensor:
+        """The per-step input encoder (identity without ``encoder_sizes``)."""
+        return inputs if self.encoder is None else self.encoder(inputs)
 
     def forward(self, inputs: Tensor, state: RecurrentState | None = None) -> DistParams:
         """Distribution parameters for every step of ``inputs [B, L, input_dim]``."""

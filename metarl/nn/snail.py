@@ -174,6 +174,7 @@ class SnailPolicy(Policy):
         layout: tuple[str, ...] = ("tc", "attn", "tc", "attn"),
         init_std: float = 1.0,
         extra_inputs: int = 0,
+        state_std: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -191,7 +192,8 @@ class SnailPolicy(Policy):
                 raise ValueError(f"unknown SNAIL block {kind!r}: use 'tc' or 'attn'")
         self.blocks = nn.ModuleList(blocks)
         self.feature_dim = blocks[-1].out_features  # width of features() / step_features(), what the head reads
-        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std)
+        self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
+                              state_std=state_std)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
