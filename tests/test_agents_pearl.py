@@ -106,6 +106,14 @@ def _agent() -> PEARL:
     return PEARL(cfg, "point-nav", seed=0)
 
 
+def test_auto_alpha_targets_an_entropy_the_action_box_can_hold() -> None:
+    """-action_dim is SAC's target for actions in [-1, 1]; in point-nav's [-0.1, 0.1]^2 box the same target is
+    -2 + 2 log 0.1, below the box's largest entropy log 0.04 (uniform), so the temperature can settle."""
+    agent = _agent()
+    assert agent.target_entropy == pytest.approx(-2.0 + 2.0 * math.log(0.1), abs=1e-6)
+    assert agent.target_entropy < math.log(0.2 * 0.2)
+
+
 def test_task_batched_losses_equal_the_per_task_loop() -> None:
     """One batched computation over [tasks * batch] rows = each task's own losses combined as the authors'
     code combines them (critic and actor: the mean over tasks; KL: the sum), gradients of every network

@@ -75,7 +75,8 @@ class PEARLConfig(CommonConfig):
     reward_scale: float = param(5.0, min=0.0, exclusive_min=True, help="rewards are multiplied by this in the "
                                 "critic's target (the paper's, with alpha = 1)")
     alpha: float = param(1.0, min=0.0, help="entropy temperature, fixed as the paper configures (see auto_alpha)")
-    auto_alpha: bool = param(False, help="learn the temperature towards an entropy of -action_dim instead")
+    auto_alpha: bool = param(False, help="learn the temperature towards an entropy of -action_dim (in "
+                                                       "actions rescaled to [-1, 1]) instead")
     kl_weight: float = param(0.1, min=0.0, help="weight of KL(q(z|c) || N(0, I)), summed over the meta-batch's "
                              "tasks as in the authors' code, in the encoder's loss")
     tau: float = param(0.005, min=0.0, max=1.0, exclusive_min=True, help="Polyak rate of the target critics")
@@ -112,6 +113,11 @@ class PEARL(MetaAgent):
                                                   *self.q2.parameters()], lr=config.lr)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        # SAC's target entropy, -action_dim, is meant for actions in [-1, 1]; the actor's log-density is
+        # in the env's units (it includes the rescaling's log-Jacobian), so the target moves by the same
+        # sum(log half_range). Without that shift a small box (point-nav's [-0.1, 0.1]^2, whose largest
+        # possible entropy is log(0.04) = -3.2) could never reach -2, and alpha would grow without bound.
+        self.target_entropy = -float(act_dim) + float(self.actor.half_range.log().sum())
         self.train_task_list = self.family.sample(config.train_tasks, self.rng, split="train")
         self.replay = TaskReplay(config.train_tasks, config.replay_capacity)
         self.context = TaskReplay(config.train_tasks, config.replay_capacity)
@@ -224,7 +230,7 @@ class PEARL(MetaAgent):
         out = {"critic_loss": critic, "kl": kl, "encoder_loss": critic + cfg.kl_weight * kl, "actor_loss": actor,
                "log_prob": logp.mean()}
         if cfg.auto_alpha:
-            out["alpha_loss"] = temperature_loss(self.log_alpha, logp, -float(self.act_dim))
+            out["alpha_loss"] = temperature_loss(self.log_alpha, logp, self.target_entropy)
         return out
 
     def gradient_step(self) -> dict[str, float]:
