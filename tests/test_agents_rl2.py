@@ -208,6 +208,16 @@ def test_state_std_head_starts_at_init_std_and_learns_a_per_step_noise() -> None
         RecurrentPolicy(3, 2, discrete=True, state_std=True)
 
 
+def test_network_options_that_do_not_apply_are_configuration_errors() -> None:
+    """An encoder on SNAIL, or a state-dependent std on discrete actions, would be silently meaningless."""
+    from metarl.runs import ConfigError
+
+    with pytest.raises(ConfigError, match=r"encoder_sizes \[8\].*snail_embed"):
+        agent(CueFamily(horizon=2, n=3), "snail", encoder_sizes=(8,))
+    with pytest.raises(ConfigError, match="state_std=true needs a continuous"):
+        agent(CueFamily(horizon=2, n=3), "gru", state_std=True)
+
+
 def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:
     """Gaussian policies get vec(prev_obs prev_action^T) and its reward-weighted copy, and rollouts still line up."""
     from metarl.envs import make_family

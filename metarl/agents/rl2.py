@@ -121,6 +121,12 @@ class RL2(MetaAgent):
         if config.bptt and config.policy == "snail":
             raise ConfigError("bptt: truncated BPTT needs a recurrent policy (gru/lstm); SNAIL attends to the "
                               "whole trial, set bptt=0")
+        if config.encoder_sizes and config.policy == "snail":
+            raise ConfigError(f"encoder_sizes {list(config.encoder_sizes)}: the input encoder is for gru/lstm; "
+                              "SNAIL embeds its inputs itself (snail_embed), set encoder_sizes=[]")
+        if config.state_std and space_dims(self.family.action_space)[1]:
+            raise ConfigError("state_std=true needs a continuous (Box) action space; "
+                              f"{self.family.full_name}'s actions are discrete, set state_std=false")
         self.trial_episodes = config.trial_episodes or self.family.trial_episodes
         self.net = build_net(config, self.family, self.trial_episodes * self.family.horizon).to(self.device)
         if config.init_from:
