@@ -227,7 +227,8 @@ def _evaluate_metaworld(args: argparse.Namespace, run: Any, out_dir: Path) -> in
                                  adaptation_episodes=args.mw_adaptation_episodes,
                                  evaluation_episodes=args.mw_evaluation_episodes, num_evals=args.mw_num_evals,
                                  max_episode_steps=args.mw_max_episode_steps, seed=args.seed,
-                                 deterministic_eval=not args.mw_sampled_eval)
+                                 deterministic_eval=not args.mw_sampled_eval,
+                                 restart_from_adapted=not args.mw_carry_memory)
     agent = load_agent(run.path, args.checkpoint, device=args.device)
     try:
         result = evaluate_metaworld(agent, protocol, out_dir=out_dir, run=run.path.name)
@@ -398,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="truncate episodes (default: the benchmark's 500)")
     mw.add_argument("--mw-sampled-eval", action="store_true",
                     help="evaluation episodes sample actions (default: the policy's mean, as the reference code)")
+    mw.add_argument("--mw-carry-memory", action="store_true",
+                    help="RL²: the trial carries on through the evaluation episodes (default: each starts from the "
+                         "memory at the end of adaptation, as the reference RL²)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="training and adaptation curves of one or more runs in one figure", parents=common,

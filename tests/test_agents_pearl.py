@@ -114,6 +114,32 @@ def test_auto_alpha_targets_an_entropy_the_action_box_can_hold() -> None:
     assert agent.target_entropy < math.log(0.2 * 0.2)
 
 
+def test_normalized_actions_act_in_the_env_units_and_learn_in_the_unit_box() -> None:
+    """With normalized_actions the actor works in [-1, 1]^2 and the map to point-nav's [-0.1, 0.1]^2 box
+    happens on the way to the env: the env gets the same action, with the same log-density in its units,
+    as an actor that squashes into the box itself with the same weights; the networks see the buffers'
+    env-unit actions divided by the half-range, and the temperature aims at SAC's own -action_dim."""
+    cfg = PEARLConfig(train_tasks=4, meta_batch_size=3, batch_size=16, context_size=8, hidden_sizes=(16,),
+                      encoder_hidden_sizes=(16,), normalized_actions=True, trainer=TrainerConfig(iterations=1))
+    agent = PEARL(cfg, "point-nav", seed=0)
+    assert agent.target_entropy == pytest.approx(-2.0)
+    in_box = TanhGaussianActor(2 + cfg.latent_dim, [-0.1, -0.1], [0.1, 0.1], (16,))
+    in_box.net.load_state_dict(agent.actor.net.state_dict())
+    g = torch.Generator().manual_seed(3)
+    obs, z = torch.randn(3, 4, 2, generator=g), torch.randn(3, cfg.latent_dim, generator=g)
+    out = agent.latent_actor(z).act(obs, None, torch.ones(3, 4, dtype=torch.bool), torch.Generator().manual_seed(1))
+    x = torch.cat([obs, z[:, None, :].expand(3, 4, -1)], dim=-1)
+    expected, expected_logp = in_box.sample(x, noise=torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(out.actions, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(out.log_probs, expected_logp, rtol=1e-5, atol=1e-5)
+    assert torch.all(out.actions.abs() <= 0.1) and float(out.actions.abs().max()) > 0.01
+    env_actions = torch.rand(5, 2, generator=g) * 0.2 - 0.1
+    t = Transitions(torch.randn(5, 2, generator=g), env_actions, torch.randn(5, generator=g),
+                    torch.randn(5, 2, generator=g), torch.zeros(5, dtype=torch.bool))
+    torch.testing.assert_close(agent.context_of(t)[:, 2:4], env_actions / 0.1)
+    agent.close()
+
+
 def test_task_batched_losses_equal_the_per_task_loop() -> None:
     """One batched computation over [tasks * batch] rows = each task's own losses combined as the authors'
     code combines them (critic and actor: the mean over tasks; KL: the sum), gradients of every network

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import metaworld
 import pytest
+import torch
 import yaml
 
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig
@@ -59,6 +60,47 @@ def test_metaworld_evaluator_drives_the_agent_end_to_end(kind: str, tmp_path: Pa
     assert all(bool((e.lengths == 25).all()) and float(e.rewards.abs().sum()) > 0 for e in calls)
     assert json.loads((tmp_path / "metaworld_protocol.json").read_text())["mean_success"] == result["mean_success"]
     assert "biased upward" in result["note"] and "--mw-meta-batch-size 1" in result["note"]  # 2 envs, 1 class
+
+
+def _scored_actions(agent: RL2, protocol: MetaWorldProtocol) -> tuple[list[torch.Tensor], dict]:
+    """The actions of every evaluation step (the actor's mean-action calls), and the result."""
+    taken: list[torch.Tensor] = []
+    session = agent.adaptation_session
+
+    def recording(n: int, seed: int = 0):
+        s = session(n, seed)
+        act = s.actor.act
+
+        def act_and_record(obs, state, start, generator):  # noqa: ANN001, ANN202 - the actor's signature
+            out = act(obs, state, start, generator)
+            if s.actor.deterministic:
+                taken.append(out[0].clone())
+            return out
+
+        s.actor.act = act_and_record  # type: ignore[method-assign]
+        return s
+
+    agent.adaptation_session = recording  # type: ignore[method-assign]
+    return taken, evaluate_metaworld(agent, protocol)
+
+
+@pytest.mark.parametrize(("policy", "carry"), [("gru", False), ("gru", True), ("lstm", False)])
+def test_rl2_scored_episodes_restart_from_the_adapted_memory(policy: str, carry: bool) -> None:
+    """By default each scored episode starts from the memory at the end of adaptation (the reference RL²'s
+    evaluation): a goal's reset is deterministic and so are mean actions, so its two scored episodes act
+    identically. With mw_carry_memory the trial runs on, and the second episode acts on the first."""
+    agent = RL2(RL2Config(policy=policy, hidden_size=16), "ml1-reach")
+    protocol = MetaWorldProtocol(meta_batch_size=1, goals_per_class=1, adaptation_episodes=1, evaluation_episodes=2,
+                                 max_episode_steps=20, restart_from_adapted=not carry)
+    try:
+        taken, result = _scored_actions(agent, protocol)
+    finally:
+        agent.close()
+    assert len(taken) >= 40  # two full scored episodes (an untrained agent does not succeed in 20 steps)
+    first, second = torch.stack(taken[:20]), torch.stack(taken[20:40])
+    assert torch.equal(first, second) != carry
+    expected = "carried over the trial" if carry else "restarted from adaptation"
+    assert result["protocol"]["evaluation_memory"] == expected and result["protocol"]["restart_from_adapted"] != carry
 
 
 def test_evaluated_goals_are_the_benchmarks_test_goals() -> None:

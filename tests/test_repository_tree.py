@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMIT_MB = 30
+LIMIT_MB = 40
 LARGEST_FILE_MB = 2
+# A long run's checkpoint is the one large file the tree may hold: a run that spans sessions
+# continues on a fresh machine only from what is committed (the ML10 issue asks for it), and an
+# RL² ML10 checkpoint, whose Adam moments triple the 0.56M weights, is 5.7 MB.
+LARGEST_CHECKPOINT_MB = 8
 
 
 def _tracked() -> list[Path]:
@@ -27,5 +31,22 @@ def test_tracked_tree_is_small_and_holds_no_regenerable_bulk() -> None:
     events = [p for p in files if "tfevents" in p.name]
     assert not events, f"TensorBoard event files are tracked: {events[:3]}"
     big = sorted((p.stat().st_size / 1e6, str(p.relative_to(ROOT))) for p in files
-                 if p.stat().st_size > LARGEST_FILE_MB * 1e6)
-    assert not big, f"files over {LARGEST_FILE_MB} MB are tracked (gzip curve files, drop checkpoints): {big}"
+                 if p.stat().st_size > _limit_mb(p) * 1e6)
+    assert not big, (f"files over {LARGEST_FILE_MB} MB ({LARGEST_CHECKPOINT_MB} MB for a checkpoint's state.pt) "
+                     f"are tracked (gzip curve files, drop checkpoints): {big}")
+
+
+def _limit_mb(path: Path) -> float:
+    return LARGEST_CHECKPOINT_MB if path.name == "state.pt" and path.parent.parent.name == "checkpoints" \
+        else LARGEST_FILE_MB
+
+
+def test_each_run_tracks_at_most_one_checkpoint() -> None:
+    # a run in progress replaces its committed checkpoint; intermediate ones stay out of the tree
+    runs: dict[str, list[str]] = {}
+    for p in _tracked():
+        rel = p.relative_to(ROOT)
+        if p.name == "state.pt" and rel.parent.parent.name == "checkpoints":
+            runs.setdefault(str(rel.parent.parent.parent), []).append(rel.parent.name)
+    several = {run: sorted(iters) for run, iters in runs.items() if len(iters) > 1}
+    assert not several, f"runs with more than one tracked checkpoint: {several}"

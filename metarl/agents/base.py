@@ -79,6 +79,9 @@ class EvalConfig:
     mw_evaluation_episodes: int = param(3, min=1, help="protocol=metaworld: scored episodes per goal")
     mw_max_episode_steps: int | None = param(None, min=1, help="protocol=metaworld: truncate episodes "
                                                                "(null: the benchmark's 500)")
+    mw_carry_memory: bool = param(False, help="protocol=metaworld, memory agents (RL²): the trial carries on through "
+                                  "the evaluation episodes instead of each starting from the memory at the end of "
+                                  "adaptation (the reference's)")
 
 
 def default_trainer() -> TrainerConfig:
@@ -261,7 +264,7 @@ class MetaAgent(ABC):
             result = evaluate_metaworld(self, MetaWorldProtocol(
                 meta_batch_size=config.mw_meta_batch_size, goals_per_class=config.mw_goals_per_class,
                 adaptation_episodes=config.mw_adaptation_episodes, evaluation_episodes=config.mw_evaluation_episodes,
-                max_episode_steps=config.mw_max_episode_steps))
+                max_episode_steps=config.mw_max_episode_steps, restart_from_adapted=not config.mw_carry_memory))
             out: dict[str, float] = {"eval/metaworld/success": result["mean_success"],
                                      "eval/metaworld/return": result["mean_return"]}
             out.update({f"eval/metaworld/success/{name}": rate for name, rate in result["success_per_class"].items()})

@@ -82,6 +82,8 @@ class PEARLConfig(CommonConfig):
     tau: float = param(0.005, min=0.0, max=1.0, exclusive_min=True, help="Polyak rate of the target critics")
     replay_capacity: int = param(1_000_000, min=1, help="transitions kept per training task")
     eval_deterministic: bool = param(True, help="meta-test acts with the actor's mean action")
+    normalized_actions: bool = param(False, help="the actor, critics and encoder see actions rescaled to [-1, 1] "
+                                     "(the authors' NormalizedBoxEnv); false: in the env's units")
 
 
 class PEARL(MetaAgent):
@@ -103,7 +105,15 @@ class PEARL(MetaAgent):
         act_dim, _ = space_dims(act)
         self.obs_dim, self.act_dim, L = obs_dim, act_dim, config.latent_dim
         self.encoder = ContextEncoder(obs_dim + act_dim + 1, L, config.encoder_hidden_sizes).to(self.device)
-        self.actor = TanhGaussianActor(obs_dim + L, act.low.tolist(), act.high.tolist(), config.hidden_sizes).to(self.device)
+        # With normalized_actions the networks live in [-1, 1]^A and only the env sees its own units, as
+        # in the authors' code; otherwise the actor squashes into the box itself. The affine map below is
+        # (0, 1) then, so the env-unit path stays bit-identical to the one the committed runs used.
+        low, high = act.low.astype(np.float64), act.high.astype(np.float64)
+        unit = config.normalized_actions
+        self.actor = TanhGaussianActor(obs_dim + L, [-1.0] * act_dim if unit else low.tolist(),
+                                       [1.0] * act_dim if unit else high.tolist(), config.hidden_sizes).to(self.device)
+        self.action_center = torch.as_tensor((high + low) / 2 if unit else np.zeros(act_dim), dtype=torch.float32)
+        self.action_half_range = torch.as_tensor((high - low) / 2 if unit else np.ones(act_dim), dtype=torch.float32)
         self.q1 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
         self.q2 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
@@ -113,10 +123,11 @@ class PEARL(MetaAgent):
                                                   *self.q2.parameters()], lr=config.lr)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
-        # SAC's target entropy, -action_dim, is meant for actions in [-1, 1]; the actor's log-density is
-        # in the env's units (it includes the rescaling's log-Jacobian), so the target moves by the same
-        # sum(log half_range). Without that shift a small box (point-nav's [-0.1, 0.1]^2, whose largest
-        # possible entropy is log(0.04) = -3.2) could never reach -2, and alpha would grow without bound.
+        # SAC's target entropy, -action_dim, is meant for actions in [-1, 1]; without normalized_actions
+        # the actor's log-density is in the env's units (it includes the rescaling's log-Jacobian), so
+        # the target moves by the same sum(log half_range) (0 with normalized_actions). Without that
+        # shift a small box (point-nav's [-0.1, 0.1]^2, whose largest possible entropy is
+        # log(0.04) = -3.2) could never reach -2, and alpha would grow without bound.
         self.target_entropy = -float(act_dim) + float(self.actor.half_range.log().sum())
         self.train_task_list = self.family.sample(config.train_tasks, self.rng, split="train")
         self.replay = TaskReplay(config.train_tasks, config.replay_capacity)
@@ -126,7 +137,15 @@ class PEARL(MetaAgent):
     # -- acting -------------------------------------------------------------------------
     def context_of(self, t: Transitions) -> Tensor:
         """The encoder's input per transition: ``(s, a, r)`` (the paper's default, without ``s'``)."""
-        return torch.cat([t.obs, t.actions.reshape(*t.obs.shape[:-1], -1), t.rewards.unsqueeze(-1)], dim=-1)
+        actions = self.net_actions(t.actions.reshape(*t.obs.shape[:-1], -1))
+        return torch.cat([t.obs, actions, t.rewards.unsqueeze(-1)], dim=-1)
+
+    def net_actions(self, env_actions: Tensor) -> Tensor:
+        """Env-unit actions (as the buffers hold them) in the networks' units."""
+        if not self.config.normalized_actions:
+            return env_actions
+        center, half = self.action_center.to(env_actions.device), self.action_half_range.to(env_actions.device)
+        return (env_actions - center) / half
 
     def posterior(self, context: Tensor | None, n_tasks: int) -> tuple[Tensor, Tensor]:
         """``q(z | context)`` per task (``context`` ``[T, N, C]``), or the prior where there is none."""
@@ -136,7 +155,8 @@ class PEARL(MetaAgent):
         return self.encoder.posterior(context.to(self.device))
 
     def latent_actor(self, z: Tensor, *, deterministic: bool = False) -> LatentActor:
-        return LatentActor(self.actor, z, deterministic=deterministic)
+        return LatentActor(self.actor, z, deterministic=deterministic, center=self.action_center,
+                           half_range=self.action_half_range)
 
     def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
         """``episodes`` per training task ``ids`` with z from the prior or from q(z | c ~ encoder buffer),
@@ -196,6 +216,7 @@ class PEARL(MetaAgent):
         cfg = self.config
         context = self.context_of(self.context.sample(ids, cfg.context_size, self.generator))
         batch = self.replay.sample(ids, cfg.batch_size, self.generator)
+        batch = batch._replace(actions=self.net_actions(batch.actions))
         return context.to(self.device), Transitions(*(x.to(self.device) for x in batch))
 
     def losses(self, context: Tensor, batch: Transitions, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -290,11 +311,19 @@ class PEARL(MetaAgent):
 
 
 class LatentActor:
-    """The sampler's view of PEARL's actor: ``pi(a | s, z)`` with one fixed ``z`` per task row."""
+    """The sampler's view of PEARL's actor: ``pi(a | s, z)`` with one fixed ``z`` per task row.
 
-    def __init__(self, actor: TanhGaussianActor, z: Tensor, *, deterministic: bool = False) -> None:
+    ``center + half_range * a`` takes the network's action to the env's units (and its log-density
+    by the map's log-Jacobian); ``(0, 1)`` where the network already acts in them.
+    """
+
+    def __init__(self, actor: TanhGaussianActor, z: Tensor, *, deterministic: bool = False,
+                 center: Tensor | None = None, half_range: Tensor | None = None) -> None:
         self.net, self.z, self.deterministic = actor, z, deterministic
         self.device = z.device
+        self.center = (center if center is not None else torch.zeros(actor.act_dim)).to(self.device)
+        self.half_range = (half_range if half_range is not None else torch.ones(actor.act_dim)).to(self.device)
+        self.log_jacobian = self.half_range.log().sum()
 
     def initial_state(self, n_tasks: int, n_slots: int) -> None:
         return None
@@ -306,6 +335,7 @@ class LatentActor:
         # the noise comes from the sampler's generator on its own device, so a seed fixes the actions anywhere
         noise = torch.randn(T, S, self.net.act_dim, generator=generator, device=generator.device).to(self.device)
         action, logp = self.net.sample(x, deterministic=self.deterministic, noise=noise)
+        action, logp = self.center + self.half_range * action, logp - self.log_jacobian
         return ActorOutput(action.to(home), logp.to(home), state, {})
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:

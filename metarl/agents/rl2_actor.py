@@ -226,6 +226,30 @@ class RL2Actor:
         return ActorOutput(actions.view(t, s, *actions.shape[1:]), log_probs.view(t, s),
                            state._replace(memory=memory, prev_obs=flat_obs), {})
 
+    @property
+    def can_restart(self) -> bool:
+        """Whether :meth:`restart` works: a GRU/LSTM memory can be swapped per row; SNAIL's caches,
+        which grow with the trial, cannot be mixed across rows of different histories."""
+        return isinstance(self.net.policy, RecurrentPolicy)
+
+    def restart(self, state: TrialState, snapshot: TrialState, rows: Tensor) -> TrialState:
+        """``rows`` (``[N]`` bool) go back to ``snapshot``, memory and fed-back inputs alike; the rest keep ``state``.
+
+        Meta-World's evaluation (and its reference RL²) starts every scored episode from the memory
+        at the end of adaptation, so scored episodes do not adapt further on each other.
+        """
+        if not self.can_restart:
+            raise NotImplementedError("restart needs a GRU/LSTM memory; SNAIL's caches cannot be swapped per row")
+        rows = rows.reshape(-1).to(self.device)
+
+        def pick(a: Tensor, b: Tensor) -> Tensor:
+            return torch.where(rows.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+        memory = RecurrentPolicy.select_rows(rows, snapshot.memory, state.memory)
+        return TrialState(memory, pick(snapshot.prev_action, state.prev_action),
+                          pick(snapshot.prev_reward, state.prev_reward), pick(snapshot.prev_done, state.prev_done),
+                          pick(snapshot.prev_obs, state.prev_obs))
+
     def observe(self, state: TrialState, actions: Tensor, rewards: Tensor, dones: Tensor) -> TrialState:
         n = rewards.numel()
         return state._replace(prev_action=actions.reshape(n, *actions.shape[2:]).to(self.device),

@@ -65,6 +65,9 @@ class MetaWorldProtocol:
     max_episode_steps: int | None = None  #: None: the benchmark's 500
     seed: int = 0  #: seeds the agent's action noise (the goals come from the benchmark)
     deterministic_eval: bool = True  #: evaluation episodes act with the policy's mean, as the reference code
+    #: memory agents (RL²): every evaluation episode starts from the memory at the end of adaptation, as the
+    #: reference RL² does, so scored episodes do not adapt on each other; False: the trial carries on
+    restart_from_adapted: bool = True
 
     def rounds(self, n_classes: int) -> int:
         """Rounds so that each of the ``goals_per_class`` goals of every class is visited once."""
@@ -160,6 +163,7 @@ class MetaWorldAdapter:
         self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
         self.round = -1
         self.session: AdaptationSession | None = None
+        self.restarts = False  #: whether evaluation episodes restart from the adapted memory (see reset)
 
     # -- the protocol ----------------------------------------------------------------------
     def init(self) -> None:
@@ -172,6 +176,7 @@ class MetaWorldAdapter:
         self.start = torch.ones(self.n, 1, dtype=torch.bool)
         self._new_buffers()
         self._pending: torch.Tensor | None = None
+        self._adapted: Any = None
 
     def adapt_action(self, observations: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         actions, log_probs = self._act(observations)
@@ -199,6 +204,8 @@ class MetaWorldAdapter:
         self.session.adapt(self._episodes())
         self.actor = self.session.actor
         self._new_buffers()
+        self.restarts = self.protocol.restart_from_adapted and bool(getattr(self.actor, "can_restart", False))
+        self._adapted = self.state if self.restarts else None  # the memory after the last adaptation step
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
         actions, _ = self._act(observations, deterministic=self.protocol.deterministic_eval)
@@ -208,12 +215,18 @@ class MetaWorldAdapter:
     def reset(self, env_mask: np.ndarray) -> None:
         """Called before the evaluation episodes (all true) and after each evaluation step (its dones).
 
-        Episode boundaries go into the RL² memory through the recorded step, as in training.
+        Episode boundaries go into the RL² memory through the recorded step, as in training. With
+        ``restart_from_adapted`` a memory agent's envs that start a new evaluation episode go back to
+        the memory at the end of adaptation (Meta-World+'s reference RL² does the same), so every
+        scored episode sees exactly the adaptation episodes and nothing of the scored ones before it.
         """
         if self._pending is not None:
             self._observe(self._pending.numpy(), self.envs.rewards, self.envs.dones)
             self._pending = None
-        self.start = torch.as_tensor(np.asarray(env_mask, bool)).view(self.n, 1)
+        mask = np.asarray(env_mask, bool)
+        if self._adapted is not None and mask.any():
+            self.state = self.actor.restart(self.state, self._adapted, torch.as_tensor(mask))
+        self.start = torch.as_tensor(mask).view(self.n, 1)
 
     # -- internals ---------------------------------------------------------------------------
     def _act(self, observations: np.ndarray, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,7 +307,10 @@ def evaluate_metaworld(agent: MetaLearner, protocol: MetaWorldProtocol = MetaWor
     result = {"run": run, "agent": agent.name, "family": agent.family.full_name,
               "evaluator": "metaworld.evaluation.metalearning_evaluation",
               "protocol": {**asdict(protocol), "num_evals": rounds, "envs_per_class": per_env,
-                           "goals_evaluated_per_class": rounds * per_env},
+                           "goals_evaluated_per_class": rounds * per_env,
+                           # what the agent's memory did over the scored episodes (stateless agents: none)
+                           "evaluation_memory": "restarted from adaptation" if adapter.restarts else (
+                               "carried over the trial" if adapter.state is not None else "none")},
               "mean_success": float(success), "mean_return": float(mean_return),
               "success_per_class": {k: float(v) for k, v in sorted(per_class.items())},
               "manifest": manifest(agent.family)}

@@ -77,6 +77,15 @@ class RecurrentPolicy(Policy):
         self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
                               state_std=state_std)
 
+    @staticmethod
+    def select_rows(rows: Tensor, chosen: RecurrentState, other: RecurrentState) -> RecurrentState:
+        """``chosen``'s memory where ``rows`` (``[B]`` bool) is true, ``other``'s elsewhere (batch is dim 1)."""
+        if isinstance(chosen, Tensor):
+            assert isinstance(other, Tensor)
+            return torch.where(rows.view(1, -1, 1), chosen, other)
+        return (torch.where(rows.view(1, -1, 1), chosen[0], other[0]),
+                torch.where(rows.view(1, -1, 1), chosen[1], other[1]))
+
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
         return rl2_inputs(obs, prev_action, prev_reward, done, action_dim=self.action_dim, discrete=self.discrete)
