@@ -106,14 +106,14 @@ class PEARL(MetaAgent):
         self.obs_dim, self.act_dim, L = obs_dim, act_dim, config.latent_dim
         self.encoder = ContextEncoder(obs_dim + act_dim + 1, L, config.encoder_hidden_sizes).to(self.device)
         # With normalized_actions the networks live in [-1, 1]^A and only the env sees its own units, as
-        # in the authors' code; otherwise the actor squashes into the box itself. The affine map below is
-        # (0, 1) then, so the env-unit path stays bit-identical to the one the committed runs used.
+        # in the authors' code (to_env maps them); otherwise the actor squashes into the box itself, and
+        # nothing is mapped, so that path stays bit-identical to the one the committed runs used.
         low, high = act.low.astype(np.float64), act.high.astype(np.float64)
         unit = config.normalized_actions
         self.actor = TanhGaussianActor(obs_dim + L, [-1.0] * act_dim if unit else low.tolist(),
                                        [1.0] * act_dim if unit else high.tolist(), config.hidden_sizes).to(self.device)
-        self.action_center = torch.as_tensor((high + low) / 2 if unit else np.zeros(act_dim), dtype=torch.float32)
-        self.action_half_range = torch.as_tensor((high - low) / 2 if unit else np.ones(act_dim), dtype=torch.float32)
+        self.to_env = (torch.as_tensor((high + low) / 2, dtype=torch.float32),
+                       torch.as_tensor((high - low) / 2, dtype=torch.float32)) if unit else None
         self.q1 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
         self.q2 = QNetwork(obs_dim + L, act_dim, config.hidden_sizes).to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
@@ -142,9 +142,9 @@ class PEARL(MetaAgent):
 
     def net_actions(self, env_actions: Tensor) -> Tensor:
         """Env-unit actions (as the buffers hold them) in the networks' units."""
-        if not self.config.normalized_actions:
+        if self.to_env is None:
             return env_actions
-        center, half = self.action_center.to(env_actions.device), self.action_half_range.to(env_actions.device)
+        center, half = (x.to(env_actions.device) for x in self.to_env)
         return (env_actions - center) / half
 
     def posterior(self, context: Tensor | None, n_tasks: int) -> tuple[Tensor, Tensor]:
@@ -155,8 +155,7 @@ class PEARL(MetaAgent):
         return self.encoder.posterior(context.to(self.device))
 
     def latent_actor(self, z: Tensor, *, deterministic: bool = False) -> LatentActor:
-        return LatentActor(self.actor, z, deterministic=deterministic, center=self.action_center,
-                           half_range=self.action_half_range)
+        return LatentActor(self.actor, z, deterministic=deterministic, to_env=self.to_env)
 
     def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
         """``episodes`` per training task ``ids`` with z from the prior or from q(z | c ~ encoder buffer),
@@ -313,17 +312,16 @@ class PEARL(MetaAgent):
 class LatentActor:
     """The sampler's view of PEARL's actor: ``pi(a | s, z)`` with one fixed ``z`` per task row.
 
-    ``center + half_range * a`` takes the network's action to the env's units (and its log-density
-    by the map's log-Jacobian); ``(0, 1)`` where the network already acts in them.
+    ``to_env = (center, half_range)``: ``center + half_range * a`` takes the network's action to the
+    env's units (and its log-density by the map's log-Jacobian); ``None`` where the network already
+    acts in them.
     """
 
     def __init__(self, actor: TanhGaussianActor, z: Tensor, *, deterministic: bool = False,
-                 center: Tensor | None = None, half_range: Tensor | None = None) -> None:
+                 to_env: tuple[Tensor, Tensor] | None = None) -> None:
         self.net, self.z, self.deterministic = actor, z, deterministic
         self.device = z.device
-        self.center = (center if center is not None else torch.zeros(actor.act_dim)).to(self.device)
-        self.half_range = (half_range if half_range is not None else torch.ones(actor.act_dim)).to(self.device)
-        self.log_jacobian = self.half_range.log().sum()
+        self.to_env = None if to_env is None else tuple(x.to(self.device) for x in to_env)
 
     def initial_state(self, n_tasks: int, n_slots: int) -> None:
         return None
@@ -335,7 +333,9 @@ class LatentActor:
         # the noise comes from the sampler's generator on its own device, so a seed fixes the actions anywhere
         noise = torch.randn(T, S, self.net.act_dim, generator=generator, device=generator.device).to(self.device)
         action, logp = self.net.sample(x, deterministic=self.deterministic, noise=noise)
-        action, logp = self.center + self.half_range * action, logp - self.log_jacobian
+        if self.to_env is not None:
+            center, half = self.to_env
+            action, logp = center + half * action, logp - half.log().sum()
         return ActorOutput(action.to(home), logp.to(home), state, {})
 
     def observe(self, state: Any, actions: Tensor, rewards: Tensor, dones: Tensor) -> Any:

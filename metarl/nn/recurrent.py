@@ -80,11 +80,11 @@ class RecurrentPolicy(Policy):
     @staticmethod
     def select_rows(rows: Tensor, chosen: RecurrentState, other: RecurrentState) -> RecurrentState:
         """``chosen``'s memory where ``rows`` (``[B]`` bool) is true, ``other``'s elsewhere (batch is dim 1)."""
-        if isinstance(chosen, Tensor):
-            assert isinstance(other, Tensor)
-            return torch.where(rows.view(1, -1, 1), chosen, other)
-        return (torch.where(rows.view(1, -1, 1), chosen[0], other[0]),
-                torch.where(rows.view(1, -1, 1), chosen[1], other[1]))
+        keep = rows.view(1, -1, 1)
+        if isinstance(chosen, Tensor) and isinstance(other, Tensor):  # GRU
+            return torch.where(keep, chosen, other)
+        (h, c), (h_other, c_other) = chosen, other  # LSTM
+        return torch.where(keep, h, h_other), torch.where(keep, c, c_other)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
