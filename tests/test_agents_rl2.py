@@ -288,6 +288,25 @@ def test_reward_input_scale_scales_the_reward_input_only() -> None:
     assert not torch.equal(eps_scaled.actions[:, :, 1:], eps.actions[:, :, 1:])  # the memory saw other rewards
 
 
+def test_normalize_advantages_false_keeps_gae_in_return_units() -> None:
+    """normalize_advantages=false: the advantages are GAE's in return units; true: standardized per trial."""
+    from metarl.core import gae, normalize_advantages
+    from metarl.envs import make_family
+
+    family = make_family("point-nav?horizon=5")
+    raw, norm = agent(family, "gru", normalize_advantages=False), agent(family, "gru")
+    norm.net.load_state_dict(raw.net.state_dict())
+    trials = pack_trials(raw.net, raw.collect(family.sample(2, rng=1), trials=2, episodes_per_trial=2, seed=3),
+                         raw.device)
+    adv_raw, returns, values = raw.advantages(trials)
+    adv_norm, _, _ = norm.advantages(trials)
+    expected, _ = gae(trials.rewards, values, trials.mask, gamma=0.99, gae_lambda=0.95)
+    torch.testing.assert_close(adv_raw, expected)
+    real = trials.mask > 0
+    assert abs(float(adv_raw[real].mean())) > 0.5  # point-nav's negative rewards: raw GAE is not centred
+    torch.testing.assert_close(adv_norm, normalize_advantages(expected, trials.mask))
+
+
 def test_truncated_bptt_keeps_the_forward_pass() -> None:
     """Segments continue the memory, so TBPTT changes gradients, never the recomputed log-probs."""
     a = agent(CueFamily(horizon=4, n=3), "lstm", bptt=3)

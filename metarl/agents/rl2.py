@@ -73,6 +73,9 @@ class RL2Config(CommonConfig):
     clip: float = param(0.2, min=0.0, exclusive_min=True, help="PPO clip range")
     vf_coef: float = param(0.5, min=0.0, help="value loss weight")
     ent_coef: float = param(0.01, min=0.0, help="entropy bonus weight")
+    normalize_advantages: bool = param(True, help="standardize the advantages per trial (zero mean, unit std); false: "
+                                                  "advantages in return units, as every Meta-World+ reference RL² "
+                                                  "recipe (the entropy bonus then weighs against the reward scale)")
     max_grad_norm: float = param(1.0, min=0.0, exclusive_min=True, help="global gradient norm clip")
     discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma over the whole trial")
     gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda over the whole trial")
@@ -155,7 +158,9 @@ class RL2(MetaAgent):
                            gae_lambda=self.config.gae_lambda)
         if self.config.value_norm < 1.0:
             self.net.update_return_stats(returns[trials.mask > 0], self.config.value_norm)
-        return normalize_advantages(adv, trials.mask), returns, values
+        if self.config.normalize_advantages:
+            adv = normalize_advantages(adv, trials.mask)
+        return adv, returns, values
 
     def minibatch_step(self, trials: Trials, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """One Adam step on PPO's loss over whole trials; with ``bptt`` the trials are cut into segments
