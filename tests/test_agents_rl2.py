@@ -307,6 +307,34 @@ def test_normalize_advantages_false_keeps_gae_in_return_units() -> None:
     torch.testing.assert_close(adv_norm, normalize_advantages(expected, trials.mask))
 
 
+def test_linear_baseline_fits_each_trial_and_leaves_the_value_head_untrained() -> None:
+    """baseline=linear: GAE's values are the least-squares fit of each trial's returns on its own observation
+    features (t counted over the whole trial), and PPO steps leave the value head's weights unchanged."""
+    from metarl.core import LinearFeatureBaseline, discounted_returns, gae, normalize_advantages
+    from metarl.envs import make_family
+
+    family = make_family("point-nav?horizon=5")
+    a = agent(family, "gru", baseline="linear")
+    trials = pack_trials(a.net, a.collect(family.sample(2, rng=1), trials=2, episodes_per_trial=3, seed=3), a.device)
+    values = a.linear_baseline_values(trials)
+    returns = discounted_returns(trials.rewards, trials.mask, gamma=0.99)
+    for row in range(trials.mask.shape[0]):  # one independent fit per trial, as if it were alone
+        obs = trials.inputs[row:row + 1, :, :a.net.policy.obs_dim].unsqueeze(1)
+        alone = LinearFeatureBaseline().fit_predict(obs, returns[row:row + 1, None], trials.mask[row:row + 1, None])
+        torch.testing.assert_close(values[row], alone[0, 0])
+    real = trials.mask > 0
+    assert float(((values - returns)[real] ** 2).mean()) < 0.5 * float(((returns - returns[real].mean())[real] ** 2).mean())
+    adv, _, old_values = a.advantages(trials)
+    torch.testing.assert_close(old_values, values)
+    torch.testing.assert_close(adv, normalize_advantages(gae(trials.rewards, values, trials.mask, gamma=0.99,
+                                                                gae_lambda=0.95)[0], trials.mask))
+    head = a.net.value.weight.detach().clone()
+    policy = [p.detach().clone() for p in a.net.policy.parameters()]
+    a.minibatch_step(trials, adv, returns)
+    assert torch.equal(a.net.value.weight, head)  # no value loss, so Adam never moves the head
+    assert any(not torch.equal(p, q) for p, q in zip(a.net.policy.parameters(), policy, strict=True))
+
+
 def test_truncated_bptt_keeps_the_forward_pass() -> None:
     """Segments continue the memory, so TBPTT changes gradients, never the recomputed log-probs."""
     a = agent(CueFamily(horizon=4, n=3), "lstm", bptt=3)

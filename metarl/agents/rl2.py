@@ -30,7 +30,7 @@ import torch
 
 from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
 from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials
-from metarl.core import entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
+from metarl.core import LinearFeatureBaseline, discounted_returns, entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
 from metarl.nn import RecurrentPolicy, SnailPolicy
 from metarl.runs import ENV_STEPS_KEY, ConfigError, param
@@ -71,7 +71,11 @@ class RL2Config(CommonConfig):
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
     minibatches: int = param(4, min=1, help="minibatches of whole trials per epoch")
     clip: float = param(0.2, min=0.0, exclusive_min=True, help="PPO clip range")
-    vf_coef: float = param(0.5, min=0.0, help="value loss weight")
+    vf_coef: float = param(0.5, min=0.0, help="value loss weight (baseline=value_head)")
+    baseline: str = param("value_head", choices=["value_head", "linear"],
+                          help="GAE's values: the network's value head, or a linear feature baseline fitted by least "
+                               "squares on each trial's own returns (the Meta-World+ reference RL²'s; the value "
+                               "head is then not trained)")
     ent_coef: float = param(0.01, min=0.0, help="entropy bonus weight")
     normalize_advantages: bool = param(True, help="standardize the advantages per trial (zero mean, unit std); false: "
                                                   "advantages in return units, as every Meta-World+ reference RL² "
@@ -151,16 +155,31 @@ class RL2(MetaAgent):
 
         Also returns the value targets and old values, both in return units, after updating the
         return statistics with these targets (``value_norm``)."""
-        with torch.no_grad():
-            features, _ = self.net.features(trials.inputs)
-            values = self.net.denormalize(self.net.heads(features)[1])
+        if self.config.baseline == "linear":
+            values = self.linear_baseline_values(trials)
+        else:
+            with torch.no_grad():
+                features, _ = self.net.features(trials.inputs)
+                values = self.net.denormalize(self.net.heads(features)[1])
         adv, returns = gae(trials.rewards, values, trials.mask, gamma=self.config.discount,
                            gae_lambda=self.config.gae_lambda)
-        if self.config.value_norm < 1.0:
+        if self.config.value_norm < 1.0 and self.config.baseline == "value_head":
             self.net.update_return_stats(returns[trials.mask > 0], self.config.value_norm)
         if self.config.normalize_advantages:
             adv = normalize_advantages(adv, trials.mask)
         return adv, returns, values
+
+    @torch.no_grad()
+    def linear_baseline_values(self, trials: Trials) -> torch.Tensor:
+        """``baseline=linear``: each trial's discounted returns regressed on ``[obs, obs², t, t², t³, 1]``.
+
+        The trial is one episode (``t`` counts steps from its start, episode boundaries removed), as the
+        reference fits it; the fit sees the trial's own returns, so it knows the task without any memory,
+        which is what makes it a low-variance baseline for a policy that must still find the task."""
+        returns = discounted_returns(trials.rewards, trials.mask, gamma=self.config.discount)
+        obs = trials.inputs[..., :self.net.policy.obs_dim]
+        one_episode = (obs.unsqueeze(1), returns.unsqueeze(1), trials.mask.unsqueeze(1))  # [B, 1, L, ...]
+        return LinearFeatureBaseline().fit_predict(*one_episode)[:, 0]
 
     def minibatch_step(self, trials: Trials, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """One Adam step on PPO's loss over whole trials; with ``bptt`` the trials are cut into segments
@@ -187,7 +206,7 @@ class RL2(MetaAgent):
             pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
             vf = 0.5 * masked_mean((values - self.net.normalize(returns[:, sl])) ** 2, mask)
             ent = entropy(dist, mask)
-            loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            loss = pg - cfg.ent_coef * ent + (cfg.vf_coef * vf if cfg.baseline == "value_head" else 0.0)
             (loss if per_segment else loss * weight).backward()
             if per_segment and bool(mask.any()):  # an all-padding segment has no gradient, so no Adam step
                 sums["grad_norm"] += float(self._clipped_step()) * float(weight)
