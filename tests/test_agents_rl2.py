@@ -208,6 +208,30 @@ def test_state_std_head_starts_at_init_std_and_learns_a_per_step_noise() -> None
         RecurrentPolicy(3, 2, discrete=True, state_std=True)
 
 
+def test_tanh_head_bounds_the_mean_and_std_and_starts_at_init_std() -> None:
+    """tanh_head: mean in [-1, 1] and std in [1/e, e] whatever the features; the first policy's noise is init_std;
+    the deterministic action is the bounded mean; an init_std outside the range is refused."""
+    from metarl.nn import StateStdGaussianHead
+
+    head = StateStdGaussianHead(8, 3, init_std=0.6, tanh=True)
+    with torch.no_grad():
+        mean, log_std = head(torch.zeros(5, 8))
+        torch.testing.assert_close(log_std, torch.full_like(log_std, math.log(0.6)))
+        head.mean.weight.fill_(50.0)
+        head.log_std_layer.weight.fill_(-50.0)
+        big = torch.randn(64, 8) * 10
+        mean, log_std = head(big)
+    assert float(mean.abs().max()) <= 1.0 and float(log_std.min()) >= -1.0 and float(log_std.max()) <= 1.0
+    assert float(mean.abs().max()) > 0.99 and float(log_std.min()) < -0.99  # the bounds are reached, not a clamp far off
+    torch.testing.assert_close(head.sample((mean, log_std), deterministic=True), mean)
+    with pytest.raises(ValueError, match="init_std=0.2"):
+        StateStdGaussianHead(8, 3, init_std=0.2, tanh=True)
+    plain = StateStdGaussianHead(8, 3, init_std=0.6)
+    with torch.no_grad():
+        plain.mean.weight.fill_(50.0)
+        assert float(plain(big)[0].abs().max()) > 1.0  # without tanh the mean is unbounded
+
+
 def test_network_options_that_do_not_apply_are_configuration_errors() -> None:
     """An encoder on SNAIL, or a state-dependent std on discrete actions, would be silently meaningless."""
     from metarl.runs import ConfigError
@@ -216,6 +240,8 @@ def test_network_options_that_do_not_apply_are_configuration_errors() -> None:
         agent(CueFamily(horizon=2, n=3), "snail", encoder_sizes=(8,))
     with pytest.raises(ConfigError, match="state_std=true needs a continuous"):
         agent(CueFamily(horizon=2, n=3), "gru", state_std=True)
+    with pytest.raises(ConfigError, match="tanh_head=true .* set state_std=true"):
+        agent(CueFamily(horizon=2, n=3), "gru", tanh_head=True)
 
 
 def test_transition_key_on_continuous_spaces_is_the_bilinear_product() -> None:

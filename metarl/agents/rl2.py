@@ -67,6 +67,9 @@ class RL2Config(CommonConfig):
     state_std: bool = param(False, help="Gaussian policies: the log-std is a layer on the memory's features, so the "
                                         "trial can explore while searching and narrow its noise once it knows the "
                                         "task (the Meta-World+ reference's head); off: one learned std per action")
+    tanh_head: bool = param(False, help="with state_std: the mean and log-std pass through tanh (the Meta-World+ "
+                                        "reference's activate_head): mean in [-1, 1], std in [1/e, e], so the "
+                                        "noise cannot collapse")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
     minibatches: int = param(4, min=1, help="minibatches of whole trials per epoch")
@@ -103,12 +106,14 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
         policy: RecurrentPolicy | SnailPolicy = SnailPolicy(
             obs_dim, act_dim, discrete=discrete, max_len=trial_steps, embed_size=config.snail_embed,
             filters=config.snail_filters, key_size=config.snail_key_size, value_size=config.snail_value_size,
-            init_std=config.init_std, extra_inputs=extra, state_std=config.state_std)
+            init_std=config.init_std, extra_inputs=extra, state_std=config.state_std,
+            tanh_head=config.tanh_head)
     else:
         policy = RecurrentPolicy(obs_dim, act_dim, discrete=discrete, hidden_size=config.hidden_size,
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
                                  init_std=config.init_std, extra_inputs=extra,
-                                 encoder_sizes=config.encoder_sizes, state_std=config.state_std)
+                                 encoder_sizes=config.encoder_sizes, state_std=config.state_std,
+                                 tanh_head=config.tanh_head)
     return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso,
                   transition_key=config.transition_key, reward_input_scale=config.reward_input_scale)
 
@@ -131,6 +136,8 @@ class RL2(MetaAgent):
         if config.encoder_sizes and config.policy == "snail":
             raise ConfigError(f"encoder_sizes {list(config.encoder_sizes)}: the input encoder is for gru/lstm; "
                               "SNAIL embeds its inputs itself (snail_embed), set encoder_sizes=[]")
+        if config.tanh_head and not config.state_std:
+            raise ConfigError("tanh_head=true bounds the state-dependent std head; set state_std=true as well")
         if config.state_std and space_dims(self.family.action_space)[1]:
             raise ConfigError("state_std=true needs a continuous (Box) action space; "
                               f"{self.family.full_name}'s actions are discrete, set state_std=false")

@@ -54,6 +54,7 @@ class RecurrentPolicy(Policy):
         extra_inputs: int = 0,
         encoder_sizes: Sequence[int] = (),
         state_std: bool = False,
+        tanh_head: bool = False,
     ) -> None:
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -75,7 +76,7 @@ class RecurrentPolicy(Policy):
         self.rnn = rnn_cls(cell_inputs, hidden_size, num_layers=num_layers, batch_first=True)
         self.feature_dim = hidden_size  # width of features() / step_features(), what the head reads
         self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
-                              state_std=state_std)
+                              state_std=state_std, tanh_head=tanh_head)
 
     @staticmethod
     def select_rows(rows: Tensor, chosen: RecurrentState, other: RecurrentState) -> RecurrentState:

@@ -175,6 +175,7 @@ class SnailPolicy(Policy):
         init_std: float = 1.0,
         extra_inputs: int = 0,
         state_std: bool = False,
+        tanh_head: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -193,7 +194,7 @@ class SnailPolicy(Policy):
         self.blocks = nn.ModuleList(blocks)
         self.feature_dim = blocks[-1].out_features  # width of features() / step_features(), what the head reads
         self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
-                              state_std=state_std)
+                              state_std=state_std, tanh_head=tanh_head)
 
     def make_inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """RL² inputs for this policy's action space (see :func:`rl2_inputs`)."""
