@@ -356,8 +356,9 @@ def test_linear_baseline_fits_each_trial_and_leaves_the_value_head_untrained() -
                                                                 gae_lambda=0.95)[0], trials.mask))
     head = a.net.value.weight.detach().clone()
     policy = [p.detach().clone() for p in a.net.policy.parameters()]
-    a.minibatch_step(trials, adv, returns)
+    logged = a.minibatch_step(trials, adv, returns)
     assert torch.equal(a.net.value.weight, head)  # no value loss, so Adam never moves the head
+    assert "value_loss" not in logged and "policy_loss" in logged
     assert any(not torch.equal(p, q) for p, q in zip(a.net.policy.parameters(), policy, strict=True))
 
 

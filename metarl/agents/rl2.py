@@ -199,8 +199,10 @@ class RL2(MetaAgent):
         seg = cfg.bptt or length
         per_segment = cfg.step_per_segment
         state: Any = None
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0,
-                "grad_norm": 0.0}
+        head = cfg.baseline == "value_head"  # with the linear baseline the value head is neither trained nor logged
+        sums = {"policy_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        if head:
+            sums["value_loss"] = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for start in range(0, length, seg):
             sl = slice(start, start + seg)
@@ -211,9 +213,14 @@ class RL2(MetaAgent):
             dist, values = self.net.heads(features)
             log_probs = dist.log_prob(trials.actions[:, sl])
             pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
-            vf = 0.5 * masked_mean((values - self.net.normalize(returns[:, sl])) ** 2, mask)
             ent = entropy(dist, mask)
-            loss = pg - cfg.ent_coef * ent + (cfg.vf_coef * vf if cfg.baseline == "value_head" else 0.0)
+            terms = [("policy_loss", pg), ("entropy", ent)]
+            if head:
+                vf = 0.5 * masked_mean((values - self.net.normalize(returns[:, sl])) ** 2, mask)
+                loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+                terms.append(("value_loss", vf))
+            else:
+                loss = pg - cfg.ent_coef * ent
             (loss if per_segment else loss * weight).backward()
             if per_segment and bool(mask.any()):  # an all-padding segment has no gradient, so no Adam step
                 sums["grad_norm"] += float(self._clipped_step()) * float(weight)
@@ -221,8 +228,7 @@ class RL2(MetaAgent):
                 log_ratio = log_probs - trials.log_probs[:, sl]
                 kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mask)
                 clipped = masked_mean(((log_ratio.exp() - 1).abs() > cfg.clip).float(), mask)
-            for key, val in (("policy_loss", pg), ("value_loss", vf), ("entropy", ent), ("approx_kl", kl),
-                             ("clip_frac", clipped)):
+            for key, val in (*terms, ("approx_kl", kl), ("clip_frac", clipped)):
                 sums[key] += float(val.detach() * weight)
         if not per_segment:
             sums["grad_norm"] = float(self._clipped_step())
