@@ -200,9 +200,8 @@ class RL2(MetaAgent):
         per_segment = cfg.step_per_segment
         state: Any = None
         head = cfg.baseline == "value_head"  # with the linear baseline the value head is neither trained nor logged
-        sums = {"policy_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
-        if head:
-            sums["value_loss"] = 0.0
+        logged = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm")
+        sums = {key: 0.0 for key in logged if head or key != "value_loss"}
         self.optimizer.zero_grad(set_to_none=True)
         for start in range(0, length, seg):
             sl = slice(start, start + seg)
