@@ -14,7 +14,8 @@ from metarl.api import load_agent, train
 from metarl.core.sac import actor_loss, critic_loss, polyak_update_, soft_target, temperature_loss
 from metarl.nn.context_encoder import ContextEncoder, kl_to_standard_normal, product_of_gaussians
 from metarl.nn.sac import TanhGaussianActor
-from metarl.runs import TrainerConfig
+from metarl.runs import ConfigError, TrainerConfig
+from metarl.runs.config import from_dict
 from metarl.sampling.replay import TaskReplay, Transitions
 
 SMALL = ["train_tasks=4", "initial_episodes=1", "tasks_per_iteration=2", "prior_episodes=1",
@@ -229,3 +230,45 @@ def test_replay_ring_keeps_the_newest_and_samples_by_seed() -> None:
     with pytest.raises(ValueError, match="empty"):
         TaskReplay(3, 5).sample([2], 4, torch.Generator())
     assert math.isfinite(float(a.obs.sum()))
+
+
+def test_next_obs_in_context_appends_s_prime_and_reaches_the_meta_test_posterior() -> None:
+    """use_next_obs_in_context: each context row is (s, a, r, s'), the encoder is sized for it, and the
+    meta-test session feeds the same rows (so its posterior moves when only s' differs)."""
+    cfg = PEARLConfig(train_tasks=4, meta_batch_size=3, batch_size=16, context_size=8, hidden_sizes=(16,),
+                      encoder_hidden_sizes=(16,), use_next_obs_in_context=True, trainer=TrainerConfig(iterations=1))
+    agent = PEARL(cfg, "point-nav", seed=0)
+    g = torch.Generator().manual_seed(2)
+    t = Transitions(torch.randn(5, 2, generator=g), torch.rand(5, 2, generator=g) * 0.2 - 0.1,
+                    torch.randn(5, generator=g), torch.randn(5, 2, generator=g), torch.zeros(5, dtype=torch.bool))
+    row = agent.context_of(t)
+    assert row.shape == (5, 2 + 2 + 1 + 2)
+    torch.testing.assert_close(row[:, -2:], t.next_obs)
+    torch.testing.assert_close(row[:, :5], torch.cat([t.obs, t.actions, t.rewards[:, None]], dim=-1))
+    mu_a, _ = agent.encoder.posterior(row[None])
+    mu_b, _ = agent.encoder.posterior(agent.context_of(t._replace(next_obs=t.next_obs + 1.0))[None])
+    assert not torch.allclose(mu_a, mu_b)
+    agent.close()
+
+
+def test_latent_per_episode_draws_one_z_per_episode() -> None:
+    """latent_per_episode='episode' collects one episode per z (the authors' sampler): the same number of
+    episodes and steps go to the buffers as with one draw per call, and the episodes differ from the
+    per-call schedule's (other z per episode), while 'call' stays the committed runs' schedule."""
+    def gathered(schedule: str) -> tuple[int, object, PEARL]:
+        cfg = PEARLConfig(train_tasks=4, meta_batch_size=3, batch_size=16, context_size=8, hidden_sizes=(16,),
+                          encoder_hidden_sizes=(16,), latent_per_episode=schedule, trainer=TrainerConfig(iterations=1))
+        agent = PEARL(cfg, "point-nav", seed=0)
+        steps, eps = agent._gather([0, 2], 3, prior=True, to_context=True)
+        return steps, eps, agent
+
+    steps_e, eps_e, agent_e = gathered("episode")
+    steps_c, eps_c, agent_c = gathered("call")
+    assert eps_e.n_episodes == eps_c.n_episodes == 3 and eps_e.n_tasks == 2
+    assert steps_e == int(eps_e.lengths.sum()) == agent_e.replay.size[0] + agent_e.replay.size[2]
+    assert agent_e.context.size == agent_e.replay.size
+    assert not torch.equal(eps_e.actions, eps_c.actions)
+    with pytest.raises(ConfigError, match="latent_per_episode.*'trajectory'.*choose one of"):
+        from_dict(PEARLConfig, {"latent_per_episode": "trajectory"})
+    agent_e.close()
+    agent_c.close()

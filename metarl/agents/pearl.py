@@ -51,6 +51,7 @@ from metarl.runs import ENV_STEPS_KEY, ConfigError, param
 from metarl.sampling import Episodes
 from metarl.sampling.actor import ActorOutput
 from metarl.sampling.replay import TaskReplay, Transitions, episode_transitions
+from metarl.sampling.sampler import concat_episodes
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class PEARLConfig(CommonConfig):
     eval_deterministic: bool = param(True, help="meta-test acts with the actor's mean action")
     normalized_actions: bool = param(False, help="the actor, critics and encoder see actions rescaled to [-1, 1] "
                                      "(the authors' NormalizedBoxEnv); false: in the env's units")
+    use_next_obs_in_context: bool = param(False, help="context transitions are (s, a, r, s') instead of the "
+                                          "paper's (s, a, r) (the authors' use_next_obs_in_context)")
+    latent_per_episode: str = param("call", choices=("call", "episode"), help="when collection draws a new z: "
+                                    "once per batch of episodes per task ('call'), or before every episode "
+                                    "with a fresh context sample ('episode', the authors' schedule)")
 
 
 class PEARL(MetaAgent):
@@ -104,7 +110,8 @@ class PEARL(MetaAgent):
         obs_dim, _ = space_dims(self.family.observation_space)
         act_dim, _ = space_dims(act)
         self.obs_dim, self.act_dim, L = obs_dim, act_dim, config.latent_dim
-        self.encoder = ContextEncoder(obs_dim + act_dim + 1, L, config.encoder_hidden_sizes).to(self.device)
+        context_dim = obs_dim + act_dim + 1 + (obs_dim if config.use_next_obs_in_context else 0)
+        self.encoder = ContextEncoder(context_dim, L, config.encoder_hidden_sizes).to(self.device)
         # With normalized_actions the networks live in [-1, 1]^A and only the env sees its own units, as
         # in the authors' code (to_env maps them); otherwise the actor squashes into the box itself, and
         # nothing is mapped, so that path stays bit-identical to the one the committed runs used.
@@ -136,9 +143,14 @@ class PEARL(MetaAgent):
 
     # -- acting -------------------------------------------------------------------------
     def context_of(self, t: Transitions) -> Tensor:
-        """The encoder's input per transition: ``(s, a, r)`` (the paper's default, without ``s'``)."""
+        """The encoder's input per transition: ``(s, a, r)`` (the paper's default), or ``(s, a, r, s')``
+        with ``use_next_obs_in_context``: where the reward depends on where a step lands (point-nav's
+        distance to the goal after the step), ``s'`` is what locates the evidence."""
         actions = self.net_actions(t.actions.reshape(*t.obs.shape[:-1], -1))
-        return torch.cat([t.obs, actions, t.rewards.unsqueeze(-1)], dim=-1)
+        parts = [t.obs, actions, t.rewards.unsqueeze(-1)]
+        if self.config.use_next_obs_in_context:
+            parts.append(t.next_obs)
+        return torch.cat(parts, dim=-1)
 
     def net_actions(self, env_actions: Tensor) -> Tensor:
         """Env-unit actions (as the buffers hold them) in the networks' units."""
@@ -159,22 +171,31 @@ class PEARL(MetaAgent):
 
     def _gather(self, ids: Sequence[int], episodes: int, prior: bool, to_context: bool) -> tuple[int, Episodes | None]:
         """``episodes`` per training task ``ids`` with z from the prior or from q(z | c ~ encoder buffer),
-        into the replay (and the encoder buffers if ``to_context``); returns the steps and the episodes."""
+        into the replay (and the encoder buffers if ``to_context``); returns the steps and the episodes.
+
+        With ``latent_per_episode: episode`` each episode draws its own z (and its own context sample),
+        as the authors' sampler does; a later episode's context then includes the earlier ones' when
+        they go to the encoder buffer."""
         if episodes == 0:
             return 0, None
-        if prior or any(self.context.size[i] == 0 for i in ids):
-            mu, var = self.posterior(None, len(ids))
-        else:
-            c = self.context.sample(ids, self.config.context_size, self.generator)
-            mu, var = self.posterior(self.context_of(c), len(ids))
-        with torch.no_grad():
-            z = sample_latent(mu, var, self.generator)
-            batch = self.sampler.sample([self.train_task_list[i] for i in ids], self.latent_actor(z), episodes,
-                                        seed=self.next_seed())
-        self.replay.add_episodes(ids, batch)
-        if to_context:
-            self.context.add_episodes(ids, batch)
-        return int(batch.lengths.sum()), batch
+        per_call = self.config.latent_per_episode == "call"
+        steps, batches = 0, []
+        for _ in range(1 if per_call else episodes):
+            if prior or any(self.context.size[i] == 0 for i in ids):
+                mu, var = self.posterior(None, len(ids))
+            else:
+                c = self.context.sample(ids, self.config.context_size, self.generator)
+                mu, var = self.posterior(self.context_of(c), len(ids))
+            with torch.no_grad():
+                z = sample_latent(mu, var, self.generator)
+                batch = self.sampler.sample([self.train_task_list[i] for i in ids], self.latent_actor(z),
+                                            episodes if per_call else 1, seed=self.next_seed())
+            self.replay.add_episodes(ids, batch)
+            if to_context:
+                self.context.add_episodes(ids, batch)
+            steps += int(batch.lengths.sum())
+            batches.append(batch)
+        return steps, batches[0] if per_call else concat_episodes(batches)
 
     # -- Algorithm 1 ----------------------------------------------------------------------
     def train_iteration(self, it: int) -> dict[str, float]:
