@@ -63,7 +63,7 @@ def two_prior_contexts(agent, tasks, seed: int) -> np.ndarray:
     agent.config = dataclasses.replace(base, eval_deterministic=False)
     session = agent.adaptation_session(len(tasks), seed)
     first = agent.sampler.sample(tasks, session.actor, 1, seed=seed + 2000)
-    session._resample()  # no context yet: a second, independent draw from the prior
+    session.z = agent.adaptation_session(len(tasks), seed + 1).z  # a second, independent prior draw
     second = agent.sampler.sample(tasks, session.actor, 1, seed=seed + 2001)
     session.adapt(first)
     session.adapt(second)
