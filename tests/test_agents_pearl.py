@@ -272,3 +272,43 @@ def test_latent_per_episode_draws_one_z_per_episode() -> None:
         from_dict(PEARLConfig, {"latent_per_episode": "trajectory"})
     agent_e.close()
     agent_c.close()
+
+
+def test_context_episodes_trains_on_whole_episodes_as_the_meta_test_sees_them(tmp_path: Path) -> None:
+    """context_episodes=k: a gradient step's context is a task's first j whole episodes (j in 1..k), the
+    posterior collection conditions on every episode so far, padding changes nothing, the episode ends
+    survive a checkpoint (2 + 2 = 4), and k above the episodes that reach the encoder buffer is an error."""
+    over = [*SMALL, "posterior_episodes=1", "context_episodes=2"]
+    run = train("pearl", "point-nav", overrides=[*over, "trainer.iterations=4"], seed=2, run_dir=tmp_path / "a")
+    agent = run.agent
+    assert isinstance(agent, PEARL)
+    for i in range(4):  # the ends are cumulative episode lengths that account for the whole buffer
+        ends = agent.context_ends[i]
+        assert ends and ends[-1] == agent.context.size[i] and all(b > a for a, b in zip([0, *ends], ends))
+    ids = [0, 1, 2, 3]
+    drawn = set()
+    for _ in range(20):
+        context, mask = agent.episode_context(ids, draw=True)
+        for k, i in enumerate(ids):
+            n = int(mask[k].sum())
+            assert n in agent.context_ends[i][:2]  # one or two whole leading episodes, never more
+            assert torch.all(mask[k, :n] == 1) and torch.all(context[k, n:] == 0)
+            drawn.add(agent.context_ends[i].index(n))
+    assert drawn == {0, 1}
+    full, full_mask = agent.episode_context(ids, draw=False)
+    assert [int(m.sum()) for m in full_mask] == [agent.context_ends[i][-1] for i in ids]
+    # padding is no evidence: the masked posterior of a padded context equals the unpadded one
+    n0 = int(full_mask[0].sum())
+    mu_pad, var_pad = agent.encoder.posterior(full[:1], full_mask[:1])
+    mu, var = agent.encoder.posterior(full[:1, :n0])
+    torch.testing.assert_close(mu_pad, mu)
+    torch.testing.assert_close(var_pad, var)
+
+    train("pearl", "point-nav", overrides=[*over, "trainer.iterations=2"], seed=2, run_dir=tmp_path / "b")
+    resumed = train("pearl", overrides=["trainer.iterations=4"], resume=tmp_path / "b").agent
+    assert resumed.context_ends == agent.context_ends
+    for k, v in agent.encoder.state_dict().items():
+        assert torch.equal(v, resumed.encoder.state_dict()[k]), k
+    with pytest.raises(ConfigError, match="context_episodes=3.*allowed: context_episodes <="):
+        PEARL(from_dict(PEARLConfig, {"prior_episodes": 1, "posterior_episodes": 1, "context_episodes": 3,
+                                      "train_tasks": 4, "meta_batch_size": 3}), "point-nav", seed=0)

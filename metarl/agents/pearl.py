@@ -12,7 +12,8 @@ Algorithm 1 (meta-training), as below; the data-collection schedule is the autho
             collect `posterior_episodes` with z ~ q(z | c ~ E_i); add to B_i and E_i
             collect `extra_posterior_episodes` with z ~ q(z | c ~ E_i); add to B_i only
         repeat `gradient_steps` times, on a meta-batch of training tasks:        # one batched computation
-            context c_i ~ E_i, transitions b_i ~ B_i, z_i ~ q(z | c_i)  (reparameterized)
+            context c_i ~ E_i (`context_episodes: k`: its first j ~ U{1..k} whole episodes)
+            transitions b_i ~ B_i, z_i ~ q(z | c_i)  (reparameterized)
             phi, Q   <- grad of  sum_i L_critic(b_i, z_i) + kl_weight * KL(q(z | c_i) || r(z))
             pi       <- grad of  sum_i L_actor(b_i, stop_gradient(z_i))
             alpha    <- grad of the temperature loss (``alpha: auto``), targets <- Polyak average
@@ -90,6 +91,11 @@ class PEARLConfig(CommonConfig):
     latent_per_episode: str = param("call", choices=("call", "episode"), help="when collection draws a new z: "
                                     "once per batch of episodes per task ('call'), or before every episode "
                                     "with a fresh context sample ('episode', the authors' schedule)")
+    context_episodes: int = param(0, min=0, help="0: a context is context_size transitions sampled from the "
+                                  "encoder buffer (the paper's); k >= 1: it is every transition of the buffer's "
+                                  "first j episodes, j uniform in 1..k per task and step, and posterior "
+                                  "collection conditions on all episodes so far (the meta-test's contexts "
+                                  "after rounds 1..k)")
 
 
 class PEARL(MetaAgent):
@@ -107,6 +113,11 @@ class PEARL(MetaAgent):
         if config.meta_batch_size > config.train_tasks:
             raise ConfigError(f"meta_batch_size={config.meta_batch_size} is more than train_tasks="
                               f"{config.train_tasks}; allowed: meta_batch_size <= train_tasks")
+        if config.context_episodes > config.prior_episodes + config.posterior_episodes:
+            raise ConfigError(f"context_episodes={config.context_episodes} is more than the "
+                              f"prior_episodes + posterior_episodes={config.prior_episodes + config.posterior_episodes} "
+                              "that reach the encoder buffer; allowed: context_episodes <= prior_episodes + "
+                              "posterior_episodes (or 0)")
         obs_dim, _ = space_dims(self.family.observation_space)
         act_dim, _ = space_dims(act)
         self.obs_dim, self.act_dim, L = obs_dim, act_dim, config.latent_dim
@@ -139,6 +150,9 @@ class PEARL(MetaAgent):
         self.train_task_list = self.family.sample(config.train_tasks, self.rng, split="train")
         self.replay = TaskReplay(config.train_tasks, config.replay_capacity)
         self.context = TaskReplay(config.train_tasks, config.replay_capacity)
+        # per task: where each episode in the encoder buffer ends (it is cleared before each collection,
+        # so its episodes sit in order from index 0); used by ``context_episodes``
+        self.context_ends: list[list[int]] = [[] for _ in range(config.train_tasks)]
         self.generator = torch.Generator().manual_seed(seed)  # batches and latent draws of the updates
 
     # -- acting -------------------------------------------------------------------------
@@ -183,6 +197,9 @@ class PEARL(MetaAgent):
         for _ in range(1 if per_call else episodes):
             if prior or any(self.context.size[i] == 0 for i in ids):
                 mu, var = self.posterior(None, len(ids))
+            elif self.config.context_episodes:
+                context, mask = self.episode_context(ids, draw=False)
+                mu, var = self.encoder.posterior(context.to(self.device), mask.to(self.device))
             else:
                 c = self.context.sample(ids, self.config.context_size, self.generator)
                 mu, var = self.posterior(self.context_of(c), len(ids))
@@ -193,6 +210,9 @@ class PEARL(MetaAgent):
             self.replay.add_episodes(ids, batch)
             if to_context:
                 self.context.add_episodes(ids, batch)
+                for row, i in enumerate(ids):
+                    for n in batch.lengths[row].tolist():
+                        self.context_ends[i].append((self.context_ends[i][-1] if self.context_ends[i] else 0) + int(n))
             steps += int(batch.lengths.sum())
             batches.append(batch)
         return steps, batches[0] if per_call else concat_episodes(batches)
@@ -210,6 +230,7 @@ class PEARL(MetaAgent):
                                      replace=False).tolist())
         for i in ids:
             self.context.clear(i)
+            self.context_ends[i] = []
         metrics: dict[str, float] = {}
         n, prior_eps = self._gather(ids, cfg.prior_episodes, prior=True, to_context=True)
         steps += n
@@ -231,25 +252,66 @@ class PEARL(MetaAgent):
         metrics.update(self.periodic_eval(it, cfg.eval))
         return metrics
 
-    def sample_batch(self, ids: Sequence[int]) -> tuple[Tensor, Transitions]:
-        """Context ``[T, N, C]`` from the encoder buffers and RL transitions ``[T, B, ...]`` from the replay."""
+    def episode_context(self, ids: Sequence[int], *, draw: bool) -> tuple[Tensor, Tensor]:
+        """Whole episodes of the encoder buffers as context, padded: ``[T, N, C]`` and its mask ``[T, N]``.
+
+        ``draw``: each task's first ``j`` episodes, ``j`` uniform in ``1..min(context_episodes, held)``
+        (a gradient step's context); otherwise all it holds (the posterior collection's). Whole episodes,
+        not a fixed-size sample, because the meta-test's posterior after ``j`` rounds is the product of
+        all ``j`` episodes' factors: training on the same contexts calibrates it for every round.
+        """
+        ends = []
+        for i in ids:
+            held = self.context_ends[i]
+            if not held or held[-1] != self.context.size[i]:
+                raise RuntimeError(f"encoder buffer of task {i} holds {self.context.size[i]} transitions, its "
+                                   f"episodes end at {held[-1:]}: context_episodes needs whole episodes "
+                                   "(is replay_capacity below an iteration's episodes?)")
+            if draw:
+                j = int(torch.randint(1, min(self.config.context_episodes, len(held)) + 1, (1,),
+                                      generator=self.generator))
+                ends.append(held[j - 1])
+            else:
+                ends.append(held[-1])
+        longest = max(ends)
+        rows = []
+        for i, n in zip(ids, ends, strict=True):
+            stored = self.context.data[i]
+            assert stored is not None
+            rows.append(self.context_of(Transitions(*(x[:n] for x in stored))))
+        context = torch.zeros(len(ids), longest, rows[0].shape[-1])
+        mask = torch.zeros(len(ids), longest)
+        for k, (row, n) in enumerate(zip(rows, ends, strict=True)):
+            context[k, :n], mask[k, :n] = row, 1.0
+        return context, mask
+
+    def sample_batch(self, ids: Sequence[int]) -> tuple[Tensor, Transitions, Tensor | None]:
+        """Context ``[T, N, C]`` from the encoder buffers, RL transitions ``[T, B, ...]`` from the replay,
+        and the context's mask ``[T, N]`` (``None``: every row is real)."""
         cfg = self.config
-        context = self.context_of(self.context.sample(ids, cfg.context_size, self.generator))
+        mask = None
+        if cfg.context_episodes:
+            context, mask = self.episode_context(ids, draw=True)
+            mask = mask.to(self.device)
+        else:
+            context = self.context_of(self.context.sample(ids, cfg.context_size, self.generator))
         batch = self.replay.sample(ids, cfg.batch_size, self.generator)
         batch = batch._replace(actions=self.net_actions(batch.actions))
-        return context.to(self.device), Transitions(*(x.to(self.device) for x in batch))
+        return context.to(self.device), Transitions(*(x.to(self.device) for x in batch)), mask
 
-    def losses(self, context: Tensor, batch: Transitions, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def losses(self, context: Tensor, batch: Transitions, noise: Mapping[str, Tensor],
+               mask: Tensor | None = None) -> dict[str, Tensor]:
         """Every loss of one gradient step, for all tasks at once.
 
         Shapes: ``context [T, N, C]``; ``batch`` fields ``[T, B, ...]``; ``noise`` the step's standard
         normal draws: ``"z" [T, L]`` for the latent, ``"next_action"`` and ``"action"`` ``[T, B, A]``
-        for the actor's samples. Each task's ``z`` is repeated over its ``B`` transitions, and the
+        for the actor's samples; ``mask [T, N]`` marks the context's real rows (padding is no evidence).
+        Each task's ``z`` is repeated over its ``B`` transitions, and the
         networks see ``[T * B]`` rows; with the draws given, any slice of tasks gives that slice's losses
         (the critic's and actor's as means over the slice's tasks, the KL as a sum).
         """
         cfg = self.config
-        mu, var = self.encoder.posterior(context)
+        mu, var = self.encoder.posterior(context, mask)
         z = mu + var.sqrt() * noise["z"]  # reparameterized: the critic's gradient reaches the encoder
         T, B = batch.rewards.shape
         zb = z[:, None, :].expand(T, B, -1)
@@ -277,12 +339,12 @@ class PEARL(MetaAgent):
     def gradient_step(self) -> dict[str, float]:
         cfg = self.config
         ids = sorted(torch.randperm(cfg.train_tasks, generator=self.generator)[: cfg.meta_batch_size].tolist())
-        context, batch = self.sample_batch(ids)
+        context, batch, mask = self.sample_batch(ids)
         T, B, A = len(ids), cfg.batch_size, self.act_dim
         noise = {"z": torch.randn(T, cfg.latent_dim, generator=self.generator),
                  "next_action": torch.randn(T, B, A, generator=self.generator),
                  "action": torch.randn(T, B, A, generator=self.generator)}
-        out = self.losses(context, batch, {k: v.to(self.device) for k, v in noise.items()})
+        out = self.losses(context, batch, {k: v.to(self.device) for k, v in noise.items()}, mask)
         self.critic_optimizer.zero_grad(set_to_none=True)
         self.actor_optimizer.zero_grad(set_to_none=True)
         out["encoder_loss"].backward(inputs=[*self.encoder.parameters(), *self.q1.parameters(), *self.q2.parameters()])
@@ -315,6 +377,7 @@ class PEARL(MetaAgent):
                 "optimizers": {name: to_cpu(getattr(self, name).state_dict())
                                for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer")},
                 "replay": self.replay.state_dict(), "context": self.context.state_dict(),
+                "context_ends": [torch.tensor(e, dtype=torch.int64) for e in self.context_ends],
                 "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -326,6 +389,10 @@ class PEARL(MetaAgent):
             getattr(self, name).load_state_dict(opt_state)
         self.replay.load_state_dict(state["replay"])
         self.context.load_state_dict(state["context"])
+        # checkpoints from before context_episodes have no episode ends (and never needed them)
+        ends = state.get("context_ends")
+        self.context_ends = ([[int(x) for x in e.tolist()] for e in ends] if ends is not None
+                             else [[] for _ in range(self.config.train_tasks)])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
 
