@@ -211,8 +211,10 @@ class PEARL(MetaAgent):
             if to_context:
                 self.context.add_episodes(ids, batch)
                 for row, i in enumerate(ids):
+                    end = self.context_ends[i][-1] if self.context_ends[i] else 0
                     for n in batch.lengths[row].tolist():
-                        self.context_ends[i].append((self.context_ends[i][-1] if self.context_ends[i] else 0) + int(n))
+                        end += int(n)
+                        self.context_ends[i].append(end)
             steps += int(batch.lengths.sum())
             batches.append(batch)
         return steps, batches[0] if per_call else concat_episodes(batches)
@@ -273,17 +275,12 @@ class PEARL(MetaAgent):
                 ends.append(held[j - 1])
             else:
                 ends.append(held[-1])
-        longest = max(ends)
         rows = []
         for i, n in zip(ids, ends, strict=True):
             stored = self.context.data[i]
             assert stored is not None
             rows.append(self.context_of(Transitions(*(x[:n] for x in stored))))
-        context = torch.zeros(len(ids), longest, rows[0].shape[-1])
-        mask = torch.zeros(len(ids), longest)
-        for k, (row, n) in enumerate(zip(rows, ends, strict=True)):
-            context[k, :n], mask[k, :n] = row, 1.0
-        return context, mask
+        return pad_contexts(rows)
 
     def sample_batch(self, ids: Sequence[int]) -> tuple[Tensor, Transitions, Tensor | None]:
         """Context ``[T, N, C]`` from the encoder buffers, RL transitions ``[T, B, ...]`` from the replay,
@@ -397,6 +394,17 @@ class PEARL(MetaAgent):
         self.rng.bit_generator.state = state["rng"]
 
 
+def pad_contexts(rows: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-task contexts of different lengths (``[n_k, C]`` each) as one zero-padded ``[T, N, C]`` batch
+    and its mask ``[T, N]`` (1 for a real transition): the encoder's product ignores the padding."""
+    longest = max(int(r.shape[0]) for r in rows)
+    context = torch.zeros(len(rows), longest, rows[0].shape[-1])
+    mask = torch.zeros(len(rows), longest)
+    for k, r in enumerate(rows):
+        context[k, : r.shape[0]], mask[k, : r.shape[0]] = r, 1.0
+    return context, mask
+
+
 class LatentActor:
     """The sampler's view of PEARL's actor: ``pi(a | s, z)`` with one fixed ``z`` per task row.
 
@@ -447,12 +455,7 @@ class _PosteriorSession:
         """Mean and variance of ``q(z | all context so far)`` per task (the prior before any)."""
         if not self.contexts[0]:
             return self.agent.posterior(None, self.n_tasks)
-        per_task = [torch.cat(c) for c in self.contexts]
-        longest = max(int(c.shape[0]) for c in per_task)
-        context = torch.zeros(self.n_tasks, longest, per_task[0].shape[-1])
-        mask = torch.zeros(self.n_tasks, longest)
-        for i, c in enumerate(per_task):
-            context[i, : c.shape[0]], mask[i, : c.shape[0]] = c, 1.0
+        context, mask = pad_contexts([torch.cat(c) for c in self.contexts])
         with torch.no_grad():
             return self.agent.encoder.posterior(context.to(self.agent.device), mask.to(self.agent.device))
 
