@@ -194,6 +194,17 @@ def test_training_fills_per_task_buffers_and_two_plus_two_equals_four(tmp_path: 
     assert resumed.replay.size == agent.replay.size
 
 
+def test_resume_with_a_new_lr_updates_every_optimizer(tmp_path: Path) -> None:
+    train("pearl", "point-nav", overrides=[*SMALL, "trainer.iterations=1"], seed=1, run_dir=tmp_path / "r")
+    resumed = train("pearl", overrides=["trainer.iterations=2", "lr=0.0001"], resume=tmp_path / "r").agent
+    assert isinstance(resumed, PEARL)
+    for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer"):
+        optimizer = getattr(resumed, name)
+        assert [g["lr"] for g in optimizer.param_groups] == [0.0001], name
+    for name in ("critic_optimizer", "actor_optimizer"):  # (the temperature may be fixed: no moments)
+        assert getattr(resumed, name).state_dict()["state"], name  # the moments came back from the checkpoint
+
+
 def test_meta_test_starts_from_the_prior_and_sharpens_with_context(tmp_path: Path) -> None:
     train("pearl", "point-nav", overrides=[*SMALL, "trainer.iterations=1"], seed=0, run_dir=tmp_path / "r")
     agent = load_agent(tmp_path / "r")

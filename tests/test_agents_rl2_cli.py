@@ -45,6 +45,20 @@ def test_cli_train_checkpoint_and_resume_equals_straight(tmp_path: Path, policy:
     assert resumed.rng.bit_generator.state == straight.agent.rng.bit_generator.state
 
 
+def test_resume_with_a_new_lr_trains_at_that_lr_and_keeps_adams_moments(tmp_path: Path) -> None:
+    """``--set lr=`` on resume takes effect: the checkpoint supplies Adam's moments, the config its step size."""
+    run = tmp_path / "run"
+    first = train("rl2", ENV, overrides=[*TINY, "trainer.iterations=1", "lr=0.001"], seed=2, run_dir=run).agent
+    moments = {k: v["exp_avg"].clone() for k, v in first.optimizer.state_dict()["state"].items()}
+    resumed = load_agent(run)  # what the resume below starts from: lr as recorded
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [0.001]
+    for key, value in resumed.optimizer.state_dict()["state"].items():
+        assert torch.equal(value["exp_avg"], moments[key]), key
+    assert metarl("train", "--resume", str(run), "--iterations", "2", "--set", "lr=0.0003") == 0
+    after = load_agent(run)
+    assert after.config.lr == 0.0003 and [g["lr"] for g in after.optimizer.param_groups] == [0.0003]
+
+
 @pytest.mark.parametrize("bad", ["policy=transformer", "policy=snail\nbptt=5"])
 def test_bad_config_exits_2_and_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
     sets = [a for kv in bad.split("\n") for a in ("--set", kv)]

@@ -154,6 +154,20 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Restore an optimizer's moments from a checkpoint but keep the hyperparameters it was built with.
+
+    ``torch.optim.Optimizer.load_state_dict`` also restores each param group's ``lr``, betas and eps, so a
+    resume with ``--set lr=...`` would silently keep training at the checkpoint's step size. The config
+    is the source of truth for hyperparameters (and equal to the checkpoint's when nothing was
+    overridden, so bit-exact resume is unaffected); the checkpoint only supplies the running state.
+    """
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(dict(state))
+    for group, hyper in zip(optimizer.param_groups, configured, strict=True):
+        group.update(hyper)
+
+
 def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device: torch.device,
                weighting: StepWeighting = "step", scale: bool = True) -> TaskBatch:
     """Episodes -> the inner-loop batch with linear-baseline advantages, moved in one go.

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
+from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, load_optimizer_state, space_dims, to_cpu
 from metarl.core.sac import actor_loss, critic_loss, polyak_update_, soft_target, temperature_loss
 from metarl.envs import TaskFamily
 from metarl.nn.context_encoder import ContextEncoder, kl_to_standard_normal, sample_latent
@@ -383,7 +383,7 @@ class PEARL(MetaAgent):
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"].to(self.device))
         for name, opt_state in state["optimizers"].items():
-            getattr(self, name).load_state_dict(opt_state)
+            load_optimizer_state(getattr(self, name), opt_state)
         self.replay.load_state_dict(state["replay"])
         self.context.load_state_dict(state["context"])
         # checkpoints from before context_episodes have no episode ends (and never needed them)

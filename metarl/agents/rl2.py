@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, space_dims, to_cpu
+from metarl.agents.base import CommonConfig, MetaAgent, episode_stats, load_optimizer_state, space_dims, to_cpu
 from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials
 from metarl.core import LinearFeatureBaseline, discounted_returns, entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
@@ -309,7 +309,7 @@ class RL2(MetaAgent):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.net.load_compatible({k: v.to(self.device) for k, v in state["net"].items()})
-        self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the params' device
+        load_optimizer_state(self.optimizer, state["optimizer"])  # Adam moves its state to the params' device
         self.rng.bit_generator.state = state["rng"]
 
 
