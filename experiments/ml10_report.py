@@ -38,6 +38,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The issue's budget per run. A piece may stop short of it (``--set trainer.total_steps=...`` on a resume
+#: sets where that piece ends), so the page states the budget, not the run's current config.
+BUDGET = 20_000_000
 RESULTS = ROOT / "experiments" / "results"
 DEFAULT_RUNS = {"MAML-TRPO": RESULTS / "maml-trpo-ml10", "RL² (GRU)": RESULTS / "rl2-gru-ml10"}
 LITERATURE = [
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         its = [x for x in run["iteration_s"] if math.isfinite(x)]
         share = run["sampling_s"] / max(run["sampling_s"] + run["update_s"], 1e-9)
         lines += [f"### {label} (`{run['path'].relative_to(ROOT)}`)", "",
-                  f"- Env steps so far: {run['env_steps']:,} of {cfg['config']['trainer'].get('total_steps') or 'n/a'}"
+                  f"- Env steps so far: {run['env_steps']:,} of the issue's {BUDGET:,}"
                   f" ({last_iteration(run)} iterations{missing_rows(run)}),"
                   f" wall time {run['elapsed_s'] / 3600:.2f} h including evaluations,"
                   f" {run['env_steps'] / max(run['elapsed_s'], 1e-9):,.0f} env steps/s overall.",
