@@ -168,7 +168,7 @@ def periodic_protocol(run: dict[str, Any]) -> str:
 
 
 def plot(runs: dict[str, dict[str, Any]], out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 5.4))
     for i, (label, run) in enumerate(runs.items()):
         color = f"C{i}"
         xs = [e["env_steps"] / 1e6 for e in run["evals"]]
@@ -190,7 +190,7 @@ def plot(runs: dict[str, dict[str, Any]], out: Path) -> None:
     ax.grid(alpha=0.3)
     top = max([100 * e["success"] for run in runs.values() for e in run["evals"]] + [55.0])
     ax.set_ylim(0, 10 * math.ceil(top / 10 + 0.05))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)  # below the axes: never over a curve
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
