@@ -190,7 +190,8 @@ def plot(runs: dict[str, dict[str, Any]], out: Path) -> None:
     ax.grid(alpha=0.3)
     top = max([100 * e["success"] for run in runs.values() for e in run["evals"]] + [55.0])
     ax.set_ylim(0, 10 * math.ceil(top / 10 + 0.05))
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)  # below the axes: never over a curve
+    # the legend goes below the axes, where it never covers a curve
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
