@@ -19,7 +19,10 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 from scipy import stats
+
+from metarl.evaluation.report import paired
 
 METRICS = ("train/success", "train/return", "train/approx_kl", "train/clip_frac", "train/entropy",
            "train/explained_variance", "eval/metaworld/success")
@@ -30,16 +33,14 @@ def read_rows(run: Path) -> dict[int, dict[str, str]]:
         return {int(row["time/iteration"]): row for row in csv.DictReader(f)}
 
 
-def paired(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """Mean of b - a and the half-width of its 95% t-interval (nan for fewer than two pairs)."""
-    diffs = [y - x for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+def interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Mean of b - a and its 95% t-interval (nan bounds with a single pair, e.g. one shared evaluation)."""
+    diffs = np.array(b) - np.array(a)
+    if diffs.size < 2:
+        return float(diffs.mean()), math.nan, math.nan
+    d = paired(diffs)  # the mean and standard error ``metarl evaluate`` reports
+    half = float(stats.t.ppf(0.975, d.tasks - 1)) * d.stderr
+    return d.mean, d.mean - half, d.mean + half
 
 
 def main() -> None:
@@ -49,10 +50,14 @@ def main() -> None:
     parser.add_argument("--after", type=int, required=True, help="the branch point: compare iterations after it")
     parser.add_argument("--metrics", nargs="*", default=list(METRICS))
     args = parser.parse_args()
+    for run in (args.run_a, args.run_b):
+        if not (run / "progress.csv").is_file():
+            parser.error(f"{run}: no progress.csv there; give two run directories")
     rows_a, rows_b = read_rows(args.run_a), read_rows(args.run_b)
     shared = sorted(i for i in rows_a.keys() & rows_b.keys() if i > args.after)
     if not shared:
-        raise SystemExit(f"no iteration after {args.after} in both {args.run_a} and {args.run_b}")
+        parser.error(f"--after {args.after}: no iteration after it in both runs (A ends at {max(rows_a)}, "
+                     f"B at {max(rows_b)})")
     print(f"A = {args.run_a}\nB = {args.run_b}\niterations {shared[0]}..{shared[-1]} ({len(shared)} paired)\n")
     print(f"{'metric':34s} {'A':>10s} {'B':>10s} {'B - A [95% CI]':>30s}")
     for key in args.metrics:
@@ -61,7 +66,7 @@ def main() -> None:
         if not pairs:
             continue
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-        mean, lo, hi = paired(a, b)
+        mean, lo, hi = interval(a, b)
         print(f"{key:34s} {sum(a) / len(a):10.4g} {sum(b) / len(b):10.4g} "
               f"{mean:+10.4g} [{lo:+.4g}, {hi:+.4g}]  (n={len(pairs)})")
 
