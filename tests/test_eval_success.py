@@ -136,3 +136,46 @@ def test_ppo_scratch_actions_reach_the_task_through_its_training_wrappers() -> N
     to_task = _task_actions(env)
     np.testing.assert_allclose(to_task(np.stack([-np.ones_like(low), np.ones_like(low)])), np.stack([low, high]),
                                rtol=1e-6)
+
+
+def test_training_success_is_also_logged_per_class_where_a_family_has_classes() -> None:
+    """``train/success/<class>`` on Meta-World's real ML10 tasks; nothing extra for one class or none."""
+    from dataclasses import replace
+
+    from metarl.agents.base import episode_stats
+
+    coins = make_family(REPORTS)
+    with make_sampler(coins) as sampler:
+        episodes = sampler.sample(coins.sample(3, rng=0), UniformActor(coins.action_space), 2, seed=0)
+    ml10 = make_family("ml10")
+    a, b = ml10.sample(3, rng=1)[:2]  # two classes
+    a2 = next(t for t in ml10.sample(20, rng=1) if ml10.task_class(t) == ml10.task_class(a) and t != a)
+    success = torch.tensor([[True, False], [True, True], [False, False]])
+    batch = replace(episodes, tasks=(a, a2, b), success=success)
+    stats = episode_stats(batch, "pre_", family=ml10)
+    assert stats["pre_success"] == pytest.approx(0.5)
+    assert stats[f"train/pre_success/{ml10.task_class(a)}"] == pytest.approx(0.75)
+    assert stats[f"train/pre_success/{ml10.task_class(b)}"] == 0.0
+    assert len(stats) == 4  # return, success and the two classes
+    one_class = make_family("ml1-reach")
+    same = replace(episodes, tasks=tuple(one_class.sample(3, rng=0)), success=success)
+    assert set(episode_stats(same, family=one_class)) == {"return", "success"}
+    assert set(episode_stats(batch, family=coins)) == {"return", "success"}  # a family without classes
+    assert set(episode_stats(batch)) == {"return", "success"}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("agent", ["rl2", "maml-trpo"])
+def test_agents_log_training_success_per_ml10_class(agent: str, tmp_path) -> None:
+    small = (["trial_episodes=1", "hidden_size=8", "encoder_sizes=[]", "epochs=1"] if agent == "rl2"
+             else ["episodes_per_task=1", "hidden_sizes=[8]"])
+    overrides = ["meta_batch_size=2", "trainer.iterations=1", "eval.every=0", "sampling.backend=serial",
+                 "trainer.stdout=false", "trainer.progress=false", *small]
+    outcome = train(agent, "ml10", overrides=overrides, run_dir=tmp_path / "run")
+    assert outcome.result.exit_code == 0
+    progress = read_progress(outcome.run_dir)
+    classes = ["drawer-close-v3", "peg-insert-side-v3"]  # the two tasks of ml10's first meta-batch of 2
+    keys = ([f"train/success/{c}" for c in classes] if agent == "rl2" else
+            [f"train/{when}_success/{c}" for when in ("pre", "post") for c in classes])
+    for key in keys:
+        assert progress.has(key), key

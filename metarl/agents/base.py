@@ -191,7 +191,8 @@ def task_batch(episodes: Episodes, *, discount: float, gae_lambda: float, device
     return TaskBatch(eps.observations, eps.actions, normalize_advantages(adv, weights, scale=scale), weights)
 
 
-def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None = None) -> dict[str, float]:
+def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None = None,
+                  family: TaskFamily | None = None) -> dict[str, float]:
     """``{prefix}return`` and, where the envs report success, ``{prefix}success`` of a batch.
 
     With the empty prefix these are the shared training metrics every agent logs
@@ -200,10 +201,25 @@ def episode_stats(episodes: Episodes, prefix: str = "", returns: Tensor | None =
     the per-episode ones (RL² passes its trial returns, the unit its objective is defined on).
     Success is the fraction of episodes with any step's ``info["success"]`` truthy, and is
     left out, not logged as 0, when the batch reports no success (``episodes.reports_success``).
+
+    With ``family`` and a batch holding at least two of its named classes
+    (:meth:`~metarl.envs.base.TaskFamily.task_class`: Meta-World's ML10/ML45), success is also
+    logged per class as ``train/{prefix}success/{class}``: a multi-task mean hides the classes
+    that never succeed, which is the first thing to look at when a benchmark curve stalls.
     """
     out = {f"{prefix}return": float((episodes.returns if returns is None else returns).mean())}
-    if episodes.reports_success:
-        out[f"{prefix}success"] = float(episodes.success.float().mean())
+    if not episodes.reports_success:
+        return out
+    success = episodes.success.float()
+    out[f"{prefix}success"] = float(success.mean())
+    if family is not None:
+        classes = [family.task_class(task) for task in episodes.tasks]
+        names = sorted({c for c in classes if c is not None})
+        if len(names) >= 2:
+            for name in names:
+                rows = [i for i, c in enumerate(classes) if c == name]
+                # the full key: a key with a slash is not put under train/ by the logger
+                out[f"train/{prefix}success/{name}"] = float(success[rows].mean())
     return out
 
 

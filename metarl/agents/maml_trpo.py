@@ -201,14 +201,14 @@ class MAMLTRPO(MetaAgent):
             episodes = self.collect(tasks, params, cfg.episodes_per_task)
             steps += int(episodes.lengths.sum())
             if k == 0:
-                metrics.update(episode_stats(episodes, "pre_"))
+                metrics.update(episode_stats(episodes, "pre_", family=self.family))
             pre_batches.append(self.batch(episodes, track_spread=k == 0))
             params = self.adapt(params, episodes)
         post = self.collect(tasks, params, cfg.episodes_per_task)
         steps += int(post.lengths.sum())
         # train/return (shared by every agent): the post-adaptation episodes, what the paper reports
         metrics.update(episode_stats(post))
-        metrics.update(episode_stats(post, "post_"))
+        metrics.update(episode_stats(post, "post_", family=self.family))
         objective = self.objective(meta, pre_batches, post)
         linearize = objective.linearize if cfg.fisher == "structured" else None
         new_meta, info = trpo_step(meta, objective, linearize=linearize, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,

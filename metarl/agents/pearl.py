@@ -245,7 +245,7 @@ class PEARL(MetaAgent):
                 metrics.update(episode_stats(eps, prefix))
         shown = extra_eps or post_eps or prior_eps
         if shown is not None:
-            metrics.update(episode_stats(shown))
+            metrics.update(episode_stats(shown, family=self.family))
         losses = [self.gradient_step() for _ in range(cfg.gradient_steps)]
         for key in losses[0]:
             metrics[key] = float(np.mean([loss[key] for loss in losses]))

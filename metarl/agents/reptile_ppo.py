@@ -334,7 +334,7 @@ class ReptilePPO(MetaAgent):
             params, opt, stats = self._ppo_update(params, episodes, opt, seed=self.next_seed(), shared=shared)
         metrics.update(stats)  # of the last update
         # train/return (shared by every agent): the last, most adapted batch, as MAML's post-update one
-        metrics.update(episode_stats(episodes))
+        metrics.update(episode_stats(episodes, family=self.family))
         return params, opt, metrics, steps
 
     def train_iteration(self, it: int) -> dict[str, float]:

@@ -249,7 +249,7 @@ class RL2(MetaAgent):
         totals = trial_returns(episodes)
         # train/return (shared by every agent) is per trial, the unit RL² optimizes and its paper reports;
         # trial_return is the same number under its name from before the shared vocabulary
-        metrics.update(episode_stats(episodes, returns=totals))
+        metrics.update(episode_stats(episodes, returns=totals, family=self.family))
         metrics.update({
             "trial_return": float(totals.mean()),
             "first_episode_return": float(episodes.returns[:, 0::e].mean()),

@@ -171,6 +171,15 @@ class TaskFamily(ABC):
         """
         return None
 
+    def task_class(self, task: Task) -> str | None:
+        """The named class ``task`` belongs to, for metrics broken down by class; ``None``: no classes.
+
+        Benchmarks made of distinct tasks (Meta-World's ML10/ML45: reach, push, ...) are judged
+        per class, and a mean over classes hides a class that never succeeds. Families whose
+        tasks are goals of one kind (point-nav, bandits) keep the default.
+        """
+        return None
+
     def make_batch(self, threads: int = 1) -> EnvBatch:
         """The slots a sampler worker steps together (:mod:`metarl.envs.env_batch`).
 

@@ -190,6 +190,9 @@ class MetaWorldFamily(TaskFamily):
     def env_key(self, task: Task) -> str:
         return task.params["env_name"]  # an env serves any goal of its class
 
+    def task_class(self, task: Task) -> str:
+        return task.params["env_name"]
+
     def set_task(self, env: gym.Env, task: Task) -> gym.Env:
         if (isinstance(env, MetaWorldEnv) and env.task.params["env_name"] == task.params["env_name"]
                 and env.fast == self.fast and env.reward_version == self.reward_version):

@@ -18,6 +18,10 @@ key                         meaning
 ``train/success``           fraction of those episodes (RL²: of all the trials' episodes) in
                             which any step's ``info["success"]`` was truthy; logged only when
                             the envs report success (``Episodes.reports_success``).
+``train/success/<class>``   the same per task class, where the family names classes and a
+                            batch holds two or more (Meta-World ML10/ML45:
+                            ``train/success/reach-v3``; ``TaskFamily.task_class``). MAML also
+                            logs ``train/pre_success/<class>`` and ``train/post_success/<class>``.
 ``time/total_env_steps``    environment steps collected since the run started (the trainer
                             sums each iteration's ``time/env_steps``).
 ``time/iteration``          iterations completed.
