@@ -535,3 +535,75 @@ def test_paired_difference_matches_per_task_totals() -> None:
     assert out["stderr"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
     with pytest.raises(ValueError, match="share 0 scored tasks"):
         paired_difference(a, "rl2", b, "ucb1")
+
+
+def test_overlapping_segments_carry_the_state_from_stride_steps_in() -> None:
+    """bptt_stride < bptt: each segment's features equal the whole trial's over the same steps, the next
+    segment starting from the state ``stride`` steps in; steps per epoch count the overlapping segments."""
+    from metarl.envs import make_family
+    from metarl.runs import ConfigError
+
+    a = agent(make_family("bandit?k=2&n=12"), "gru", bptt=5, bptt_stride=3, step_per_segment=True, epochs=1,
+              minibatches=1, meta_batch_size=2)
+    trials = pack_trials(a.net, a.collect(a.family.sample(2, rng=0), trials=1, episodes_per_trial=12, seed=1), a.device)
+    with torch.no_grad():
+        whole = a.net.features(trials.inputs)[0]
+        state = None
+        for start in range(0, 12, 3):  # segments [0, 5), [3, 8), [6, 11), [9, 12)
+            features, state = a._segment_features(trials.inputs[:, start:start + 5], state, 3)
+            torch.testing.assert_close(features, whole[:, start:start + 5], atol=1e-6, rtol=0)
+    a.train_iteration(0)
+    assert max(int(s["step"]) for s in a.optimizer.state_dict()["state"].values()) == 4
+    for bad, match in (({"bptt_stride": 3}, "set bptt"), ({"bptt": 2, "bptt_stride": 3}, "longer than bptt=2")):
+        with pytest.raises(ConfigError, match=match):
+            agent(CueFamily(horizon=4, n=3), "gru", **bad)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_xavier_init_is_the_reference_s_gate_by_gate(cell: str) -> None:
+    """weight_init=xavier: orthogonal recurrent kernel per gate, zero biases, Xavier-bounded input kernels, and
+    the state-dependent log-std keeps its init_std bias; SNAIL refuses it."""
+    from metarl.envs import make_family
+    from metarl.runs import ConfigError
+
+    family = make_family("point-nav?horizon=5")
+    a = agent(family, cell, weight_init="xavier", encoder_sizes=(12,), state_std=True, tanh_head=True,
+              init_std=math.exp(0.5))
+    rnn, h = a.net.policy.rnn, 16
+    w_ih = rnn.weight_ih_l0.detach()
+    for gate in rnn.weight_hh_l0.detach().chunk(3 if cell == "gru" else 4):
+        torch.testing.assert_close(gate @ gate.T, torch.eye(h), atol=1e-5, rtol=0)
+    bound = math.sqrt(6 / (12 + h))  # Xavier-uniform's bound for one [h, 12] gate block
+    assert 0.8 * bound < float(w_ih.abs().max()) <= bound
+    assert all(float(p.detach().abs().max()) == 0 for n, p in rnn.named_parameters() if n.startswith("bias"))
+    assert float(a.net.policy.encoder[0].bias.abs().max()) == 0
+    head = a.net.policy.head.log_std_layer
+    torch.testing.assert_close(head.bias, torch.full_like(head.bias, math.atanh(0.5)))
+    assert float(head.weight.abs().max()) > 0  # state-dependent from the start, as the reference's head
+    plain = agent(family, cell)
+    assert float(plain.net.policy.rnn.bias_hh_l0.abs().max()) > 0  # the default keeps PyTorch's init
+    with pytest.raises(ConfigError, match="weight_init=xavier.*SNAIL"):
+        agent(CueFamily(horizon=2, n=3), "snail", weight_init="xavier")
+
+
+def test_memory_baseline_inputs_and_adam_eps() -> None:
+    """baseline_inputs=memory regresses on [obs, prev action, scaled prev reward, done]; adam_eps reaches Adam."""
+    from metarl.core import LinearFeatureBaseline, discounted_returns
+    from metarl.envs import make_family
+    from metarl.runs import ConfigError
+
+    family = make_family("point-nav?horizon=5")
+    a = agent(family, "gru", baseline="linear", baseline_inputs="memory", reward_input_scale=0.1, adam_eps=1e-5)
+    assert a.optimizer.param_groups[0]["eps"] == 1e-5
+    trials = pack_trials(a.net, a.collect(family.sample(2, rng=1), trials=1, episodes_per_trial=3, seed=3), a.device)
+    values = a.linear_baseline_values(trials)
+    returns = discounted_returns(trials.rewards, trials.mask, gamma=0.99)
+    width = a.net.policy.obs_dim + a.net.policy.action_dim + 2
+    expected = LinearFeatureBaseline().fit_predict(trials.inputs[..., :width].unsqueeze(1), returns.unsqueeze(1),
+                                                   trials.mask.unsqueeze(1))[:, 0]
+    torch.testing.assert_close(values, expected)
+    obs_only = agent(family, "gru", baseline="linear")
+    obs_only.net.load_state_dict(a.net.state_dict())
+    assert not torch.allclose(obs_only.linear_baseline_values(trials), values)
+    with pytest.raises(ConfigError, match="baseline_inputs=memory.*baseline=linear"):
+        agent(family, "gru", baseline_inputs="memory")

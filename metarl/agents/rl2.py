@@ -33,6 +33,7 @@ from metarl.agents.rl2_actor import RL2Actor, RL2Net, Trials, pack_trials
 from metarl.core import LinearFeatureBaseline, discounted_returns, entropy, gae, masked_mean, normalize_advantages, ppo_clip_loss
 from metarl.envs import Task, TaskFamily
 from metarl.nn import RecurrentPolicy, SnailPolicy
+from metarl.nn.rl2_inputs import rl2_input_dim
 from metarl.runs import ENV_STEPS_KEY, ConfigError, param
 from metarl.sampling import Episodes
 from metarl.sampling.episodes import trial_returns, trial_rounds
@@ -70,7 +71,13 @@ class RL2Config(CommonConfig):
     tanh_head: bool = param(False, help="with state_std: the mean and log-std pass through tanh (the Meta-World+ "
                                         "reference's activate_head): mean in [-1, 1], std in [1/e, e], so the "
                                         "noise cannot collapse")
+    weight_init: str = param("torch", choices=["torch", "xavier"],
+                             help="gru/lstm: PyTorch's default initialization, or the Meta-World+ reference's "
+                                  "(Xavier-uniform kernels, orthogonal recurrent kernels per gate, zero biases)")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, help="Adam learning rate")
+    adam_eps: float = param(1e-8, min=0.0, exclusive_min=True,
+                            help="Adam's epsilon (PyTorch's 1e-8; optax's, which the Meta-World+ reference uses, "
+                                 "is 1e-5: with raw-advantage gradients it damps the steps of rarely-moved weights)")
     epochs: int = param(4, min=1, help="PPO epochs per iteration")
     minibatches: int = param(4, min=1, help="minibatches of whole trials per epoch")
     clip: float = param(0.2, min=0.0, exclusive_min=True, help="PPO clip range")
@@ -79,6 +86,11 @@ class RL2Config(CommonConfig):
                           help="GAE's values: the network's value head, or a linear feature baseline fitted by least "
                                "squares on each trial's own returns (the Meta-World+ reference RL²'s; the value "
                                "head is then not trained)")
+    baseline_inputs: str = param("obs", choices=["obs", "memory"],
+                                 help="baseline=linear: regress each trial's returns on the observation alone, or "
+                                      "on the memory's inputs (observation, previous action, scaled previous "
+                                      "reward, done), as the Meta-World+ reference fits it; the previous reward "
+                                      "tells which stage of a manipulation task the arm is in")
     ent_coef: float = param(0.01, min=0.0, help="entropy bonus weight")
     normalize_advantages: bool = param(True, help="standardize the advantages per trial (zero mean, unit std); false: "
                                                   "advantages in return units, as every Meta-World+ reference RL² "
@@ -87,6 +99,10 @@ class RL2Config(CommonConfig):
     discount: float = param(0.99, min=0.0, max=1.0, help="discount gamma over the whole trial")
     gae_lambda: float = param(0.95, min=0.0, max=1.0, help="GAE lambda over the whole trial")
     bptt: int = param(0, min=0, help="truncated BPTT length in steps (0: backprop through whole trials; GRU/LSTM)")
+    bptt_stride: int = param(0, min=0, help="with bptt: segment starts this many steps apart (0: bptt, no overlap); "
+                                          "less than bptt overlaps segments, so every step past the first "
+                                          "bptt - stride is trained with at least that much memory before it "
+                                          "(the Meta-World+ reference: 250-step chunks, stride 200)")
     step_per_segment: bool = param(False, help="with bptt: one Adam step per segment (the Meta-World+ reference's "
                                                "scheme) instead of one per minibatch of whole trials")
     value_warmup: int = param(0, min=0, help="first N iterations only refit the value head (least squares on "
@@ -113,7 +129,7 @@ def build_net(config: RL2Config, family: TaskFamily, trial_steps: int) -> RL2Net
                                  num_layers=config.num_layers, cell=config.policy,  # type: ignore[arg-type]
                                  init_std=config.init_std, extra_inputs=extra,
                                  encoder_sizes=config.encoder_sizes, state_std=config.state_std,
-                                 tanh_head=config.tanh_head)
+                                 tanh_head=config.tanh_head, weight_init=config.weight_init)  # type: ignore[arg-type]
     return RL2Net(policy, transition_inputs=config.transition_inputs, torso=config.torso,
                   transition_key=config.transition_key, reward_input_scale=config.reward_input_scale)
 
@@ -136,6 +152,18 @@ class RL2(MetaAgent):
         if config.encoder_sizes and config.policy == "snail":
             raise ConfigError(f"encoder_sizes {list(config.encoder_sizes)}: the input encoder is for gru/lstm; "
                               "SNAIL embeds its inputs itself (snail_embed), set encoder_sizes=[]")
+        if config.weight_init != "torch" and config.policy == "snail":
+            raise ConfigError(f"weight_init={config.weight_init} initializes a gru/lstm cell; SNAIL keeps "
+                              "PyTorch's initialization, set weight_init=torch")
+        if config.bptt_stride and not config.bptt:
+            raise ConfigError(f"bptt_stride={config.bptt_stride} spaces truncated-BPTT segments; set bptt to a "
+                              "segment length in steps as well (e.g. bptt=250 bptt_stride=200)")
+        if config.bptt_stride > config.bptt:
+            raise ConfigError(f"bptt_stride={config.bptt_stride} is longer than bptt={config.bptt}: segments "
+                              "would skip steps; allowed: 1 to bptt (0: bptt)")
+        if config.baseline_inputs != "obs" and config.baseline != "linear":
+            raise ConfigError(f"baseline_inputs={config.baseline_inputs} picks the linear baseline's features; "
+                              "set baseline=linear, or baseline_inputs=obs")
         if config.tanh_head and not config.state_std:
             raise ConfigError("tanh_head=true bounds the state-dependent std head; set state_std=true as well")
         if config.state_std and space_dims(self.family.action_space)[1]:
@@ -149,7 +177,7 @@ class RL2(MetaAgent):
                             f"encoder_sizes {list(config.encoder_sizes)}, state_std {config.state_std}, "
                             f"transition_inputs {config.transition_inputs}, torso {config.torso}, "
                             f"transition_key {config.transition_key}")
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=config.adam_eps)
 
     # -- the algorithm --------------------------------------------------------------------
     def collect(self, tasks: Sequence[Task], trials: int, episodes_per_trial: int, seed: int) -> Episodes:
@@ -178,13 +206,18 @@ class RL2(MetaAgent):
 
     @torch.no_grad()
     def linear_baseline_values(self, trials: Trials) -> torch.Tensor:
-        """``baseline=linear``: each trial's discounted returns regressed on ``[obs, obs², t, t², t³, 1]``.
+        """``baseline=linear``: each trial's discounted returns regressed on ``[x, x², t, t², t³, 1]``.
 
-        The trial is one episode (``t`` counts steps from its start, episode boundaries removed), as the
-        reference fits it; the fit sees the trial's own returns, so it knows the task without any memory,
-        which is what makes it a low-variance baseline for a policy that must still find the task."""
+        ``x`` is the observation, or with ``baseline_inputs=memory`` the memory's own inputs (observation,
+        previous action, scaled previous reward, done). The trial is one episode (``t`` counts steps from
+        its start, episode boundaries removed), as the reference fits it; the fit sees the trial's own
+        returns, so it knows the task without any memory, which is what makes it a low-variance baseline
+        for a policy that must still find the task."""
         returns = discounted_returns(trials.rewards, trials.mask, gamma=self.config.discount)
-        obs = trials.inputs[..., :self.net.policy.obs_dim]
+        policy = self.net.policy
+        width = policy.obs_dim if self.config.baseline_inputs == "obs" else rl2_input_dim(policy.obs_dim,
+                                                                                          policy.action_dim)
+        obs = trials.inputs[..., :width]
         one_episode = (obs.unsqueeze(1), returns.unsqueeze(1), trials.mask.unsqueeze(1))  # [B, 1, L, ...]
         return LinearFeatureBaseline().fit_predict(*one_episode)[:, 0]
 
@@ -194,21 +227,23 @@ class RL2(MetaAgent):
         or with ``step_per_segment`` one step per segment (later segments then run on updated weights,
         from the memory the earlier weights left: the reference's scheme, more steps per pass)."""
         cfg = self.config
-        total = trials.mask.sum().clamp(min=1.0)
         length = trials.mask.shape[1]
         seg = cfg.bptt or length
+        stride = cfg.bptt_stride or seg
+        starts = range(0, length, stride)
+        # overlapping segments count their shared steps in each, so the mean is over all segments' steps
+        total = sum(trials.mask[:, s:s + seg].sum() for s in starts).clamp(min=1.0)
         per_segment = cfg.step_per_segment
         state: Any = None
         head = cfg.baseline == "value_head"  # with the linear baseline the value head is neither trained nor logged
         logged = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm")
         sums = {key: 0.0 for key in logged if head or key != "value_loss"}
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, length, seg):
+        for start in starts:
             sl = slice(start, start + seg)
             mask = trials.mask[:, sl]
             weight = mask.sum() / total  # masked means per segment -> one mean over the minibatch
-            features, state = self.net.features(trials.inputs[:, sl], state)
-            state = _detach(state)
+            features, state = self._segment_features(trials.inputs[:, sl], state, stride)
             dist, values = self.net.heads(features)
             log_probs = dist.log_prob(trials.actions[:, sl])
             pg = ppo_clip_loss(log_probs, trials.log_probs[:, sl], adv[:, sl], mask, clip=cfg.clip)
@@ -232,6 +267,20 @@ class RL2(MetaAgent):
         if not per_segment:
             sums["grad_norm"] = float(self._clipped_step())
         return sums
+
+    def _segment_features(self, inputs: torch.Tensor, state: Any, stride: int) -> tuple[torch.Tensor, Any]:
+        """The memory's features over one segment, and the detached state the next segment starts from.
+
+        Without overlap that is the state at the segment's end. With ``bptt_stride`` below the segment
+        length the next segment starts ``stride`` steps in, so the cell runs the first ``stride`` steps,
+        keeps that state, and runs on from it: one graph over the whole segment, the reference's carry.
+        """
+        if stride >= inputs.shape[1]:
+            features, state = self.net.features(inputs, state)
+            return features, _detach(state)
+        head, mid = self.net.features(inputs[:, :stride], state)
+        tail, _ = self.net.features(inputs[:, stride:], mid)
+        return torch.cat([head, tail], dim=1), _detach(mid)
 
     def _clipped_step(self) -> torch.Tensor:
         """Clip the gradient's global norm, take the Adam step, clear the gradient; the norm before clipping."""

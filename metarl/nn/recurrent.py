@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from metarl.nn.heads import DistParams, make_head
-from metarl.nn.mlp import mlp
+from metarl.nn.mlp import WeightInit, init_linear_, mlp
 from metarl.nn.policy import Policy
 from metarl.nn.rl2_inputs import rl2_input_dim, rl2_inputs
 
@@ -55,6 +55,7 @@ class RecurrentPolicy(Policy):
         encoder_sizes: Sequence[int] = (),
         state_std: bool = False,
         tanh_head: bool = False,
+        weight_init: WeightInit = "torch",
     ) -> None:
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -77,6 +78,33 @@ class RecurrentPolicy(Policy):
         self.feature_dim = hidden_size  # width of features() / step_features(), what the head reads
         self.head = make_head(self.feature_dim, action_dim, discrete=discrete, init_std=init_std,
                               state_std=state_std, tanh_head=tanh_head)
+        if weight_init != "torch":
+            self._init_weights(weight_init)
+
+    def _init_weights(self, scheme: WeightInit) -> None:
+        """``"xavier"``: the Meta-World+ reference RL²'s initialization, gate by gate.
+
+        Xavier-uniform input kernels and zero biases for the encoder, the cell and the head, and an
+        orthogonal recurrent kernel per gate (flax's ``GRUCell`` defaults as the reference sets them).
+        PyTorch's default draws every cell weight from U(+-1/sqrt(hidden)), so a 256-unit GRU's
+        recurrent matrices start with a spectral radius near 0.6 and a 250-step segment's gradient
+        fades through them; orthogonal ones start at 1. A state-dependent log-std keeps the bias
+        ``make_head`` gave it (``init_std``), so the initial noise is still the configured one.
+        """
+        log_std = getattr(self.head, "log_std_layer", None)
+        bias = None if log_std is None else log_std.bias.detach().clone()
+        init_linear_(self, scheme)
+        gates = 3 if self.cell == "gru" else 4
+        for name, param in self.rnn.named_parameters():
+            with torch.no_grad():
+                if name.startswith("bias"):
+                    nn.init.zeros_(param)
+                    continue
+                for gate in param.chunk(gates, dim=0):  # [H, in] per gate, as flax keeps them apart
+                    (nn.init.orthogonal_ if name.startswith("weight_hh") else nn.init.xavier_uniform_)(gate)
+        if log_std is not None and bias is not None:
+            with torch.no_grad():
+                log_std.bias.copy_(bias)
 
     @staticmethod
     def select_rows(rows: Tensor, chosen: RecurrentState, other: RecurrentState) -> RecurrentState:
