@@ -19,7 +19,8 @@ from the checkpoint); with one env per class (``--mw-meta-batch-size 5``, saved 
 
     python experiments/ml10_report.py [--runs RUN ...]
 
-Runs that do not exist yet are listed as not started; nothing is invented for them.
+Runs that do not exist yet are listed as not started; nothing is invented for them. Each run is a column
+of the table, the literature's MAML-TRPO or RL² figure beside it by the run's name.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: sets where that piece ends), so the page states the budget, not the run's current config.
 BUDGET = 20_000_000
 RESULTS = ROOT / "experiments" / "results"
-DEFAULT_RUNS = {"MAML-TRPO": RESULTS / "maml-trpo-ml10", "RL² (GRU)": RESULTS / "rl2-gru-ml10"}
+DEFAULT_RUNS = {"MAML-TRPO": RESULTS / "maml-trpo-ml10", "RL² (GRU), first recipe": RESULTS / "rl2-gru-ml10",
+                "RL² (GRU), reference recipe": RESULTS / "rl2-gru-ml10-reference"}
 LITERATURE = [
     ("Meta-World paper, Table 1 (arXiv 1910.10897; 10 seeds, average of the max)", "31.6%", "35.8%"),
     ("Meta-World+ (arXiv 2505.11289), reference JAX code, 20M steps, IQM of 10 seeds, V2 rewards "
@@ -76,16 +78,19 @@ def read_run(path: Path) -> dict[str, Any] | None:
                           "success": _float(r["eval/metaworld/success"]), "return": _float(r["eval/metaworld/return"]),
                           "success_per_class": {k[len(PREFIX):]: _float(v) for k, v in r.items()
                                                 if k.startswith(PREFIX) and v not in (None, "")}})
-    unbiased = []
+    other = []  # from checkpoints with another number of envs per class than the periodic evaluations
     for e in checkpoint_evals(path, rows, config):
-        (evals if not e.pop("one_env_per_class") else unbiased).append(e)
+        if e.pop("periodic"):
+            evals.append({k: v for k, v in e.items() if k not in ("envs_per_class", "goals_per_class")})
+        else:
+            other.append(e)
     evals.sort(key=lambda e: e["env_steps"])
     train = [(int(float(r["time/total_env_steps"])), _float(r.get("train/success"))) for r in rows]
     timed = [r for r in rows if r.get("time/sampling_s") not in (None, "")]
     eval_iters = {e["iteration"] for e in evals}
     # an evaluation iteration's update_s holds the evaluation: leave those out of the cost split
     plain = [r for r in timed if int(float(r["time/iteration"])) not in eval_iters]
-    return {"path": path, "rows": rows, "config": config, "evals": evals, "unbiased": unbiased, "train": train,
+    return {"path": path, "rows": rows, "config": config, "evals": evals, "other": other, "train": train,
             "elapsed_s": _float(rows[-1].get("time/elapsed_s")), "env_steps": train[-1][0] if train else 0,
             "sampling_s": sum(_float(r["time/sampling_s"]) for r in plain),
             "update_s": sum(_float(r["time/update_s"]) for r in plain),
@@ -104,7 +109,7 @@ def checkpoint_evals(path: Path, rows: list[dict[str, str]], config: dict[str, A
     out = []
     for f in sorted((path / "eval" / "checkpoints").glob("iter_*/metaworld_protocol*.json")):
         if f.stem not in ("metaworld_protocol", "metaworld_protocol_one_env_per_class"):
-            continue
+            continue  # e.g. metaworld_protocol_sampled.json: a diagnostic, not the benchmark's protocol
         iteration = int(f.parent.name.split("_")[1])
         before = [d for d in done if d[0] <= iteration]
         if not before:
@@ -112,13 +117,14 @@ def checkpoint_evals(path: Path, rows: list[dict[str, str]], config: dict[str, A
         last_it, total, per_iteration = before[-1]
         result = json.loads(f.read_text())
         protocol = result["protocol"]
-        one_env = protocol.get("envs_per_class") == 1
-        if not one_env and protocol.get("meta_batch_size") != periodic:
-            continue  # neither the training's protocol nor the unbiased one
+        if protocol.get("deterministic_eval") is False:
+            continue  # sampled actions: not the benchmark's protocol
         out.append({"env_steps": total + (iteration - last_it) * per_iteration, "iteration": iteration,
                     "success": float(result["mean_success"]), "return": float(result["mean_return"]),
                     "success_per_class": result["success_per_class"], "source": "checkpoint",
-                    "one_env_per_class": one_env})
+                    "periodic": protocol.get("meta_batch_size") == periodic,
+                    "envs_per_class": int(protocol.get("envs_per_class") or protocol["meta_batch_size"] // 5),
+                    "goals_per_class": int(protocol.get("goals_evaluated_per_class") or protocol["goals_per_class"])})
     return out
 
 
@@ -158,6 +164,13 @@ def write_curve_json(run: dict[str, Any]) -> Path:
     return out
 
 
+def envs_words(per_class: int) -> str:
+    """What an evaluation's envs per class mean for its number (docs/metaworld.md, the pooling bias)."""
+    if per_class == 1:
+        return "one env per class (unbiased)"
+    return f"{per_class} envs per class (the evaluator's default and the reference's protocol; biased up)"
+
+
 def periodic_protocol(run: dict[str, Any]) -> str:
     """How the run's periodic evaluations were taken, in words (the runs differ: RL²'s cost forced fewer goals)."""
     ev = run["config"]["config"].get("eval") or {}
@@ -174,10 +187,11 @@ def plot(runs: dict[str, dict[str, Any]], out: Path) -> None:
         xs = [e["env_steps"] / 1e6 for e in run["evals"]]
         ax.plot(xs, [100 * e["success"] for e in run["evals"]], "o-", color=color,
                 label=f"{label}: meta-test, every 1M steps ({periodic_protocol(run)})")
-        if run["unbiased"]:
-            ax.plot([e["env_steps"] / 1e6 for e in run["unbiased"]], [100 * e["success"] for e in run["unbiased"]],
-                    "D", color=color, mfc="white", ms=7,
-                    label=f"{label}: meta-test from checkpoints, one env per class, 40 goals (unbiased)")
+        for per_class in sorted({e["envs_per_class"] for e in run["other"]}):
+            points = [e for e in run["other"] if e["envs_per_class"] == per_class]
+            ax.plot([e["env_steps"] / 1e6 for e in points], [100 * e["success"] for e in points],
+                    "D" if per_class == 1 else "s", color=color, mfc="white", ms=7,
+                    label=f"{label}: meta-test from checkpoints, {envs_words(per_class)}, 40 goals")
         steps = [t / 1e6 for t, _ in run["train"]]
         smooth = [100 * train_success_at(run, t) for t, _ in run["train"]]
         ax.plot(steps, smooth, "--", color=color, alpha=0.6, label=f"{label}: train (10 classes, 5-iteration mean)")
@@ -210,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
              "(`metaworld.evaluation.metalearning_evaluation`) during training, every 1M env steps (each run's",
              "protocol is stated below the table). One seed per",
              "agent. Generated by `python experiments/ml10_report.py` from the runs' `progress.csv` and `config.yaml`.", "",
-             "| source | MAML-TRPO | RL² |", "|---|---:|---:|"]
-    lines += [f"| {src} | {m} | {r} |" for src, m, r in LITERATURE]
-    agents = [("MAML-TRPO", "MAML"), ("RL² (GRU)", "RL")]
+             "| source | " + " | ".join(wanted) + " |", "|---|" + "---:|" * len(wanted)]
+    agents = list(wanted)
+    lines += [f"| {src} | " + " | ".join(m if "MAML" in label.upper() else r for label in agents) + " |"
+              for src, m, r in LITERATURE]
 
-    def cell(prefix: str, step: int | None) -> str:
-        run = next((r for label, r in runs.items() if label.startswith(prefix)), None)
+    def cell(label: str, step: int | None) -> str:
+        run = runs.get(label)
         if run is None:
             return "not started"
         e = (run["evals"][-1] if run["evals"] else None) if step is None else eval_at(run, step)
@@ -226,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for step in MILESTONES:
         lines.append(f"| metarl, {step // 1_000_000}M env steps, seed 0: test (train) | "
-                     + " | ".join(cell(prefix, step) for _, prefix in agents) + " |")
-    lines.append("| metarl, latest evaluation | " + " | ".join(cell(prefix, None) for _, prefix in agents) + " |")
+                     + " | ".join(cell(label, step) for label in agents) + " |")
+    lines.append("| metarl, latest evaluation | " + " | ".join(cell(label, None) for label in agents) + " |")
     lines += [""] + [f"metarl's rows for {label} are its periodic evaluations: {periodic_protocol(run)}." for label, run
                      in runs.items()]
     lines += ["", "## Per run", ""]
@@ -265,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pct(e['success'])} | {e['return']:.0f} | {pct(train_success_at(run, e['env_steps']))} |"
                       for e in run["evals"]]
             lines.append("")
-        if run["unbiased"]:
-            lines += ["One env per class (`--mw-meta-batch-size 5`: every goal's episodes count, not the first to",
-                      "finish), evaluated from kept checkpoints:", "",
-                      "| env steps | test success | test return | per class |", "|---:|---:|---:|---|"]
-            lines += [f"| {e['env_steps']:,} | {pct(e['success'])} | {e['return']:.0f} | "
+        if run["other"]:
+            lines += ["Evaluated from kept checkpoints with another number of envs per class than the periodic",
+                      "evaluations (`--mw-meta-batch-size 5`: one env per class, every goal's episodes count; 20: four",
+                      "per class, Meta-World's default, which scores the first episodes to finish):", "",
+                      "| env steps | envs per class | goals per class | test success | test return | per class |",
+                      "|---:|---|---:|---:|---:|---|"]
+            lines += [f"| {e['env_steps']:,} | {envs_words(e['envs_per_class'])} | {e['goals_per_class']} | "
+                      f"{pct(e['success'])} | {e['return']:.0f} | "
                       + ", ".join(f"{k} {pct(v)}" for k, v in sorted(e["success_per_class"].items())) + " |"
-                      for e in run["unbiased"]]
+                      for e in run["other"]]
             lines.append("")
         write_curve_json(run)
     for label in missing:
