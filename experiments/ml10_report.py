@@ -164,11 +164,13 @@ def write_curve_json(run: dict[str, Any]) -> Path:
     return out
 
 
-def envs_words(per_class: int) -> str:
+def envs_words(per_class: int, short: bool = False) -> str:
     """What an evaluation's envs per class mean for its number (docs/metaworld.md, the pooling bias)."""
     if per_class == 1:
         return "one env per class (unbiased)"
-    return f"{per_class} envs per class (the evaluator's default and the reference's protocol; biased up)"
+    if short:
+        return f"{per_class} envs per class (the reference's protocol)"
+    return f"{per_class} envs per class (the evaluator's default and the reference's protocol; pooling can bias it up)"
 
 
 def periodic_protocol(run: dict[str, Any]) -> str:
@@ -191,7 +193,7 @@ def plot(runs: dict[str, dict[str, Any]], out: Path) -> None:
             points = [e for e in run["other"] if e["envs_per_class"] == per_class]
             ax.plot([e["env_steps"] / 1e6 for e in points], [100 * e["success"] for e in points],
                     "D" if per_class == 1 else "s", color=color, mfc="white", ms=7,
-                    label=f"{label}: meta-test from checkpoints, {envs_words(per_class)}, 40 goals")
+                    label=f"{label}: meta-test from checkpoints, {envs_words(per_class, short=True)}, 40 goals")
         steps = [t / 1e6 for t, _ in run["train"]]
         smooth = [100 * train_success_at(run, t) for t, _ in run["train"]]
         ax.plot(steps, smooth, "--", color=color, alpha=0.6, label=f"{label}: train (10 classes, 5-iteration mean)")
