@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# 48 MB: about 35 MB of results and code, plus two RL² checkpoints of 5.5-5.7 MB: the ML1-reach
-# run's final one (#19 is checked by rerunning Meta-World's evaluator on committed runs) and the ML10
-# run's latest (#20 asks for it, so the run resumes on a fresh machine).
-LIMIT_MB = 48
+# 56 MB: about 36 MB of results and code, plus three RL² checkpoints of 5.5-6.3 MB: the ML1-reach
+# run's final one (#19 is checked by rerunning Meta-World's evaluator on committed runs), the first ML10
+# recipe's last one (its figures at the reference's protocol are rerun from it) and the corrected ML10
+# recipe's latest (#20 asks for it, so the run resumes on a fresh machine).
+LIMIT_MB = 56
 LARGEST_FILE_MB = 2
 # A long run's checkpoint is the one large file the tree may hold: a run that spans sessions
 # continues on a fresh machine only from what is committed (the ML10 issue asks for it), and an
