@@ -45,7 +45,8 @@ def main() -> None:
         adv, _, _ = agent.advantages(trials)
         features, _ = agent.net.features(trials.inputs)
         pre_mean, pre_log_std = head.mean(features), head.log_std_layer(features)
-        mean, dist_std = agent.net.heads(features)[0].base_dist.loc, agent.net.heads(features)[0].base_dist.scale
+        dist = agent.net.heads(features)[0].base_dist
+        mean, dist_std = dist.loc, dist.scale
     real = trials.mask > 0
     a, z = trials.actions, (trials.actions - mean) / dist_std
     push = adv.unsqueeze(-1) * (z ** 2 - 1)  # d(surrogate)/d(log std) per sample and dim, at ratio 1
@@ -86,7 +87,7 @@ def main() -> None:
     success = episodes.success_values()  # [T, E] any-step success per episode
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(tasks):
-        by_class[task.params.get("env_name", task.family)].append(i)
+        by_class[agent.family.task_class(task) or task.family].append(i)
     e = agent.trial_episodes
     print("class                       trials  success(all)  first ep  last ep  std(mean over dims)")
     for name in sorted(by_class):

@@ -188,7 +188,7 @@ class MetaWorldFamily(TaskFamily):
         return MetaWorldEnv(task, fast=self.fast, reward_version=self.reward_version)
 
     def env_key(self, task: Task) -> str:
-        return task.params["env_name"]  # an env serves any goal of its class
+        return self.task_class(task)  # an env serves any goal of its class
 
     def task_class(self, task: Task) -> str:
         return task.params["env_name"]

@@ -102,7 +102,7 @@ class RecurrentPolicy(Policy):
                     continue
                 for gate in param.chunk(gates, dim=0):  # [H, in] per gate, as flax keeps them apart
                     (nn.init.orthogonal_ if name.startswith("weight_hh") else nn.init.xavier_uniform_)(gate)
-        if log_std is not None and bias is not None:
+        if bias is not None:
             with torch.no_grad():
                 log_std.bias.copy_(bias)
 
